@@ -1,0 +1,277 @@
+"""
+Features extractors that read a parsing observation as a sequence of token rows.
+
+Every key of the ``spaces.Dict`` observation is a ``Box`` of shape ``(L, k)`` whose row ``m`` describes
+token ``m``; the extractors concatenate the keys row by row (in sorted key order) into ``(batch, L, sum k)``
+and treat the result as a sentence of ``L`` tokens. A row is real iff its ``text`` row is nonzero; padding
+rows are zeroed before any layer that mixes rows and are left out of pooling, so whatever the environment
+writes in them never reaches the features.
+
+Use them with SB3's ``MultiInputPolicy``::
+
+    PPO("MultiInputPolicy", env, policy_kwargs=dict(
+        features_extractor_class=TokenTransformerExtractor,
+        features_extractor_kwargs=dict(embed_dim=64, n_layers=2),
+    ))
+"""
+
+import itertools
+import math
+
+import gymnasium as gym
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.type_aliases import TensorDict
+from torch import nn
+
+__all__ = ["TokenConvExtractor", "TokenMLPExtractor", "TokenTransformerExtractor"]
+
+_POOLINGS = ("mean", "max", "mean_max")
+_POSITIONAL_ENCODINGS = ("sinusoidal", "learned")
+
+
+def _token_layout(observation_space: gym.Space) -> tuple[list[str], int, int]:
+    """
+    Check that ``observation_space`` is a Dict of 2-D Boxes with the same number of rows and a ``text`` key.
+
+    :param observation_space: The observation space of the environment
+    :return: the keys in concatenation order (sorted), the number of rows ``L`` and the summed width
+    """
+    if not isinstance(observation_space, spaces.Dict):
+        raise ValueError(
+            "Token extractors need a spaces.Dict observation space with a 'text' key "
+            f"(use MultiInputPolicy), got {observation_space}"
+        )
+    if "text" not in observation_space.spaces:
+        raise ValueError(
+            "Token extractors need a 'text' key of shape (L, alphabet_size) in the observation space, "
+            f"got keys {sorted(observation_space.spaces)}"
+        )
+    text_space = observation_space.spaces["text"]
+    if not isinstance(text_space, spaces.Box) or len(text_space.shape) != 2 or text_space.shape[1] < 1:
+        raise ValueError(f"Observation key 'text' must be a 2-D Box of shape (L, alphabet_size), got {text_space}")
+    n_rows = text_space.shape[0]
+    expected = f"(L, k) = ({n_rows}, k)"
+    keys = sorted(observation_space.spaces)
+    token_dim = 0
+    for key in keys:
+        space = observation_space.spaces[key]
+        if not isinstance(space, spaces.Box):
+            raise ValueError(f"Observation key '{key}' must be a spaces.Box of shape {expected}, got {space}")
+        if len(space.shape) != 2 or space.shape[1] < 1:
+            raise ValueError(f"Observation key '{key}' must be a 2-D Box of shape {expected} with k >= 1, got {space.shape}")
+        if space.shape[0] != n_rows:
+            raise ValueError(
+                f"Observation key '{key}' must have the same number of rows as 'text': expected shape {expected}, "
+                f"got {space.shape}"
+            )
+        token_dim += space.shape[1]
+    return keys, n_rows, token_dim
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value}")
+
+
+class _TokenExtractor(BaseFeaturesExtractor):
+    """
+    Shared part of the token extractors: validation, token rows with their mask, masked pooling and output layer.
+
+    :param observation_space: The observation space of the environment (Dict of (L, k) Boxes with a 'text' key)
+    :param features_dim: Number of features extracted
+    :param embed_dim: Width of the per-token representation that is pooled
+    :param pooling: How token representations are pooled over real rows: "mean", "max" or "mean_max" (both, concatenated)
+    """
+
+    def __init__(self, observation_space: gym.Space, features_dim: int, embed_dim: int, pooling: str) -> None:
+        keys, n_rows, token_dim = _token_layout(observation_space)
+        _check_positive(features_dim=features_dim, embed_dim=embed_dim)
+        if pooling not in _POOLINGS:
+            raise ValueError(f"pooling must be one of {_POOLINGS}, got {pooling!r}")
+        super().__init__(observation_space, features_dim)
+        self.keys = keys
+        self.n_rows = n_rows
+        self.token_dim = token_dim
+        self.pooling = pooling
+        pooled_dim = 2 * embed_dim if pooling == "mean_max" else embed_dim
+        self.head = nn.Sequential(nn.Linear(pooled_dim, features_dim), nn.ReLU())
+
+    def _tokens(self, observations: TensorDict) -> tuple[th.Tensor, th.Tensor]:
+        """
+        :param observations: Dict of (batch, L, k) float tensors
+        :return: token rows (batch, L, token_dim) with padding rows zeroed, and the real-row mask (batch, L)
+        """
+        mask = observations["text"].ne(0).any(dim=-1)
+        tokens = th.cat([observations[key] for key in self.keys], dim=-1)
+        # masked_fill rather than a product, so that junk such as NaN in padding rows cannot leak either
+        return tokens.masked_fill(~mask.unsqueeze(-1), 0.0), mask
+
+    def _pool(self, hidden: th.Tensor, mask: th.Tensor) -> th.Tensor:
+        """
+        :param hidden: per-token representation (batch, L, embed_dim)
+        :param mask: real rows (batch, L)
+        :return: features (batch, features_dim)
+        """
+        keep = mask.unsqueeze(-1)
+        has_rows = keep.any(dim=1)
+        pooled = []
+        if self.pooling in ("mean", "mean_max"):
+            count = keep.sum(dim=1).clamp(min=1)
+            pooled.append(hidden.masked_fill(~keep, 0.0).sum(dim=1) / count)
+        if self.pooling in ("max", "mean_max"):
+            largest = hidden.masked_fill(~keep, -math.inf).amax(dim=1)
+            pooled.append(th.where(has_rows, largest, th.zeros_like(largest)))
+        return self.head(th.cat(pooled, dim=-1))
+
+
+class TokenMLPExtractor(_TokenExtractor):
+    """
+    Per-token MLP (the same weights for every row) followed by masked pooling over real rows.
+    It sees no word order beyond what the history columns encode; a cheap baseline.
+
+    :param observation_space: The observation space of the environment (Dict of (L, k) Boxes with a 'text' key)
+    :param features_dim: Number of features extracted
+    :param embed_dim: Width of the hidden layers of the per-token MLP
+    :param n_layers: Number of Linear + ReLU layers of the per-token MLP
+    :param pooling: "mean", "max" or "mean_max" (both, concatenated), over real rows only
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        features_dim: int = 128,
+        embed_dim: int = 64,
+        n_layers: int = 2,
+        pooling: str = "mean_max",
+    ) -> None:
+        _check_positive(n_layers=n_layers)
+        super().__init__(observation_space, features_dim, embed_dim, pooling)
+        layers: list[nn.Module] = []
+        in_dim = self.token_dim
+        for _ in range(n_layers):
+            layers += [nn.Linear(in_dim, embed_dim), nn.ReLU()]
+            in_dim = embed_dim
+        self.token_mlp = nn.Sequential(*layers)
+
+    def forward(self, observations: TensorDict) -> th.Tensor:
+        tokens, mask = self._tokens(observations)
+        return self._pool(self.token_mlp(tokens), mask)
+
+
+class TokenConvExtractor(_TokenExtractor):
+    """
+    Stack of 1-D convolutions over the token rows, then masked pooling over real rows.
+    Padding rows are zeroed before the first convolution and after each one, so a sentence looks the same
+    to the convolutions whatever its padding holds (as if it were zero-padded at its end).
+
+    :param observation_space: The observation space of the environment (Dict of (L, k) Boxes with a 'text' key)
+    :param features_dim: Number of features extracted
+    :param embed_dim: Number of channels of each convolution
+    :param n_layers: Number of Conv1d + ReLU layers
+    :param kernel_size: Odd number of neighbouring tokens each convolution reads ("same" padding keeps L rows)
+    :param pooling: "mean", "max" or "mean_max" (both, concatenated), over real rows only
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        features_dim: int = 128,
+        embed_dim: int = 64,
+        n_layers: int = 2,
+        kernel_size: int = 3,
+        pooling: str = "mean_max",
+    ) -> None:
+        _check_positive(n_layers=n_layers, kernel_size=kernel_size)
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd, so that each token is the centre of its window, got {kernel_size}")
+        super().__init__(observation_space, features_dim, embed_dim, pooling)
+        channels = [self.token_dim] + [embed_dim] * n_layers
+        self.convs = nn.ModuleList(
+            nn.Conv1d(in_channels, out_channels, kernel_size, padding="same")
+            for in_channels, out_channels in itertools.pairwise(channels)
+        )
+
+    def forward(self, observations: TensorDict) -> th.Tensor:
+        tokens, mask = self._tokens(observations)
+        hidden = tokens.transpose(1, 2)  # Conv1d wants (batch, channels, L)
+        keep = mask.unsqueeze(1)
+        for conv in self.convs:
+            hidden = th.relu(conv(hidden)).masked_fill(~keep, 0.0)
+        return self._pool(hidden.transpose(1, 2), mask)
+
+
+class TokenTransformerExtractor(_TokenExtractor):
+    """
+    Transformer encoder over the token rows (padding rows hidden by ``src_key_padding_mask``),
+    then masked pooling over real rows.
+
+    :param observation_space: The observation space of the environment (Dict of (L, k) Boxes with a 'text' key)
+    :param features_dim: Number of features extracted
+    :param embed_dim: Model width (d_model); must be divisible by ``n_heads``
+    :param n_layers: Number of encoder layers
+    :param n_heads: Number of attention heads
+    :param ff_dim: Width of the feed-forward block of each layer
+    :param dropout: Dropout in the encoder layers; 0 by default because on-policy algorithms compare
+        log-probabilities computed in rollout (eval) mode and in training mode
+    :param positional_encoding: "sinusoidal" (fixed) or "learned" (one trained vector per row)
+    :param pooling: "mean", "max" or "mean_max" (both, concatenated), over real rows only
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        features_dim: int = 128,
+        embed_dim: int = 64,
+        n_layers: int = 2,
+        n_heads: int = 4,
+        ff_dim: int = 128,
+        dropout: float = 0.0,
+        positional_encoding: str = "sinusoidal",
+        pooling: str = "mean_max",
+    ) -> None:
+        _check_positive(n_layers=n_layers, n_heads=n_heads, ff_dim=ff_dim)
+        if embed_dim % n_heads != 0:
+            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by n_heads ({n_heads})")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if positional_encoding not in _POSITIONAL_ENCODINGS:
+            raise ValueError(f"positional_encoding must be one of {_POSITIONAL_ENCODINGS}, got {positional_encoding!r}")
+        super().__init__(observation_space, features_dim, embed_dim, pooling)
+        self.embed = nn.Linear(self.token_dim, embed_dim)
+        if positional_encoding == "learned":
+            self.position = nn.Parameter(0.02 * th.randn(1, self.n_rows, embed_dim))
+        else:
+            self.register_buffer("position", _sinusoidal_encoding(self.n_rows, embed_dim), persistent=False)
+        layer = nn.TransformerEncoderLayer(
+            embed_dim, n_heads, dim_feedforward=ff_dim, dropout=dropout, batch_first=True, norm_first=True
+        )
+        # Nested tensors would only speed up eval mode, and warn with norm_first
+        self.encoder = nn.TransformerEncoder(layer, n_layers, norm=nn.LayerNorm(embed_dim), enable_nested_tensor=False)
+
+    def forward(self, observations: TensorDict) -> th.Tensor:
+        tokens, mask = self._tokens(observations)
+        padding = ~mask
+        # Depending on the PyTorch version, attention with every key masked is NaN (also in the gradients):
+        # an item without real rows attends to row 0 instead (its pooled features are zero anyway)
+        padding[:, 0] &= mask.any(dim=1)
+        hidden = self.encoder(self.embed(tokens) + self.position, src_key_padding_mask=padding)
+        return self._pool(hidden, mask)
+
+
+def _sinusoidal_encoding(n_rows: int, dim: int) -> th.Tensor:
+    """
+    Fixed positional encoding of "Attention Is All You Need".
+
+    :param n_rows: Number of positions L
+    :param dim: Encoding width
+    :return: tensor of shape (1, n_rows, dim)
+    """
+    position = th.arange(n_rows, dtype=th.float32).unsqueeze(1)
+    frequency = th.exp(th.arange(0, dim, 2, dtype=th.float32) * (-math.log(10000.0) / dim))
+    encoding = th.zeros(n_rows, dim)
+    encoding[:, 0::2] = th.sin(position * frequency)
+    encoding[:, 1::2] = th.cos(position * frequency)[:, : dim // 2]
+    return encoding.unsqueeze(0)

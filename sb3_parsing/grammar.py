@@ -1,0 +1,435 @@
+"""RuleSet: the language of the parsing game, loaded from the ``PATTERN => LABEL`` format."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+__all__ = ["GrammarError", "Rule", "RuleSet", "Symbol", "available_grammars"]
+
+_GRAMMAR_PACKAGE = "sb3_parsing.grammars"
+_GRAMMAR_SUFFIX = ".rules"
+# A quoted string (either quote kind), or a run of non-space characters.
+_SYMBOL_RE = re.compile(r"""'([^']*)'|"([^"]*)"|(\S+)""")
+_LINE_BREAK_RE = re.compile(r"\r\n|\r|\n")
+
+
+class GrammarError(ValueError):
+    """A RuleSet or a sentence that cannot be used: the message says where and how to fix it."""
+
+
+class Symbol(NamedTuple):
+    """One symbol of the alphabet: a label (non-terminal) or a terminal (a token of text)."""
+
+    name: str
+    is_label: bool
+
+    def __str__(self) -> str:
+        if not self.is_label and (not self.name or _needs_quotes(self.name)):
+            return _quote(self.name)
+        return self.name
+
+
+@dataclass(frozen=True)
+class Rule:
+    """
+    A rewriting rule ``PATTERN => LABEL``.
+
+    :param pattern: the symbols that the rule rewrites, left to right
+    :param label: the label they are rewritten to
+    :param line: the line of the RuleSet text that defines the rule (1-based)
+    """
+
+    pattern: tuple[Symbol, ...]
+    label: str
+    line: int
+
+    @property
+    def is_unary_chain(self) -> bool:
+        """Whether the rule rewrites a single label into another (``A => B``)."""
+        return len(self.pattern) == 1 and self.pattern[0].is_label
+
+    def __str__(self) -> str:
+        return f"{' '.join(str(s) for s in self.pattern)} => {self.label}"
+
+
+def _needs_quotes(name: str) -> bool:
+    # A quote only opens a quoted symbol at its start, so "don't" can stay bare (and "x'\"" must).
+    return any(c.isspace() or c == "#" for c in name) or name[:1] in ("'", '"', "%") or "=>" in name
+
+
+class _RawRule(NamedTuple):
+    pattern: tuple[tuple[str, bool], ...]  # (text, was_quoted)
+    label: str
+    line: int
+
+
+def _split_symbols(text: str, line_no: int) -> list[tuple[str, bool]]:
+    """Split a pattern into (symbol, was_quoted) pairs, rejecting unterminated quotes."""
+    symbols: list[tuple[str, bool]] = []
+    for match in _SYMBOL_RE.finditer(text):
+        single, double, bare = match.groups()
+        if bare is not None:
+            if bare[0] in "'\"":
+                raise GrammarError(f"line {line_no}: unterminated quote in {bare!r}; close it with a matching {bare[0]}")
+            symbols.append((bare, False))
+        else:
+            symbols.append((single if single is not None else double, True))
+    return symbols
+
+
+def _scan_line(line: str) -> tuple[str, list[int]]:
+    """
+    Cut a ``#`` comment and find every ``=>``, both outside quoted symbols (so ``'#'`` and ``'=>'`` are terminals).
+
+    Quotes are read as :data:`_SYMBOL_RE` reads them: only at the start of a symbol, and only when closed.
+    """
+    arrows: list[int] = []
+    for match in _SYMBOL_RE.finditer(line):
+        bare = match.group(3)
+        if bare is None:
+            continue
+        comment = bare.find("#")
+        code = bare if comment < 0 else bare[:comment]
+        arrows.extend(match.start() + i for i in range(len(code) - 1) if code.startswith("=>", i))
+        if comment >= 0:
+            return line[: match.start() + comment], arrows
+    return line, arrows
+
+
+def _parse_lines(text: str) -> tuple[list[_RawRule], list[str] | None, int]:
+    """Read the rules and the ``%start`` directive; return them with the directive's line."""
+    rules: list[_RawRule] = []
+    start: list[str] | None = None
+    start_line = 0
+    # Lines end at \n, \r\n or \r only (not at the form feeds and separators splitlines() knows), as editors count them.
+    for line_no, raw_line in enumerate(_LINE_BREAK_RE.split(text), start=1):
+        code, arrows = _scan_line(raw_line)
+        line = code.strip()
+        if not line:
+            continue
+        if line.startswith("%"):
+            directive, *names = line.split()
+            if directive != "%start":
+                raise GrammarError(f"line {line_no}: unknown directive {directive!r}; the only directive is %start LABEL ...")
+            if start is not None:
+                raise GrammarError(f"line {line_no}: %start given twice (first on line {start_line}); list every goal label once")
+            if not names:
+                raise GrammarError(f"line {line_no}: %start names no label; write e.g. '%start S'")
+            start, start_line = names, line_no
+            continue
+        if not arrows:
+            raise GrammarError(f"line {line_no}: missing '=>' in {raw_line.strip()!r}; write rules as 'PATTERN => LABEL'")
+        left, right = code[: arrows[0]], code[arrows[0] + 2 :]
+        if len(arrows) > 1:
+            raise GrammarError(f"line {line_no}: several '=>' in {raw_line.strip()!r}; write one rule per line")
+        pattern = _split_symbols(left, line_no)
+        if not pattern:
+            raise GrammarError(f"line {line_no}: empty pattern before '=>'; a rule rewrites at least one symbol")
+        label = _split_symbols(right, line_no)
+        if len(label) != 1:
+            what = "no label" if not label else f"{len(label)} labels ({' '.join(s for s, _ in label)})"
+            raise GrammarError(f"line {line_no}: {what} after '=>'; a rule has exactly one label")
+        name, quoted = label[0]
+        if quoted:
+            raise GrammarError(f"line {line_no}: label {name!r} is quoted; quotes mark terminals, write the label bare")
+        rules.append(_RawRule(tuple(pattern), name, line_no))
+    return rules, start, start_line
+
+
+class RuleSet:
+    """
+    A language defined by rewriting rules, one ``PATTERN => LABEL`` per line.
+
+    A symbol that appears as a label anywhere is a label; every other symbol, and every quoted
+    string, is a terminal. ``%start S [T ...]`` names the goal labels; without it the goal is
+    the one label that occurs in no pattern. Build one with :meth:`from_text`, :meth:`from_file`,
+    :meth:`builtin` or :meth:`from_nltk`.
+
+    :param text: the RuleSet text
+    :param name: a name for messages and rendering
+    """
+
+    def __init__(self, text: str, name: str = "<text>") -> None:
+        raw_rules, start, start_line = _parse_lines(text)
+        if not raw_rules:
+            raise GrammarError(f"{name}: no rules found; write at least one 'PATTERN => LABEL' line")
+        self.name = name
+        self.text = text
+        label_names = list(dict.fromkeys(rule.label for rule in raw_rules))
+        label_set = set(label_names)
+        self.rules: tuple[Rule, ...] = tuple(
+            Rule(tuple(Symbol(s, not quoted and s in label_set) for s, quoted in rule.pattern), rule.label, rule.line)
+            for rule in raw_rules
+        )
+        self.labels: tuple[str, ...] = tuple(label_names)
+        alphabet: dict[Symbol, None] = {}
+        for rule in self.rules:
+            alphabet.update(dict.fromkeys(rule.pattern))
+            alphabet[Symbol(rule.label, True)] = None
+        self.alphabet: tuple[Symbol, ...] = tuple(alphabet)
+        self.terminals: tuple[str, ...] = tuple(s.name for s in self.alphabet if not s.is_label)
+        self.start: tuple[str, ...] = self._goal_labels(start, start_line)
+        self._check_duplicates()
+        self._check_unary_cycles()
+        # Shortest sentence length and shortest derivation height of each label.
+        self.min_yield: dict[str, int] = self._shortest(sum)
+        self.min_height: dict[str, int] = self._shortest(lambda values: 1 + max(values))
+        self._check_productive()
+        self._warn_unreachable()
+
+    # --- constructors -------------------------------------------------------------------
+    @classmethod
+    def from_text(cls, text: str, name: str = "<text>") -> RuleSet:
+        """
+        Load a RuleSet from its text.
+
+        :param text: rules in the ``PATTERN => LABEL`` format
+        :param name: a name used in messages
+        """
+        return cls(text, name)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> RuleSet:
+        """
+        Load a RuleSet from a file.
+
+        :param path: a text file in the ``PATTERN => LABEL`` format
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise GrammarError(f"grammar file {str(path)!r} not found; give a RuleSet file or one of {available_grammars()}")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise GrammarError(f"grammar file {str(path)!r} is not UTF-8 text ({error}); save it as UTF-8") from error
+        return cls(text, path.name)
+
+    @classmethod
+    def builtin(cls, name: str) -> RuleSet:
+        """
+        Load a grammar shipped with the package.
+
+        :param name: one of :func:`available_grammars`
+        """
+        if name not in available_grammars():
+            raise GrammarError(f"unknown built-in grammar {name!r}; available: {', '.join(available_grammars())}")
+        text = resources.files(_GRAMMAR_PACKAGE).joinpath(name + _GRAMMAR_SUFFIX).read_text(encoding="utf-8")
+        return cls(text, name)
+
+    @classmethod
+    def from_nltk(cls, grammar: Any, name: str = "<nltk>") -> RuleSet:
+        """
+        Convert a grammar in NLTK's CFG notation (``S -> NP VP | VP``), parsed by NLTK itself.
+
+        :param grammar: the notation as a string, or an ``nltk.CFG``
+        :param name: a name used in messages
+        """
+        try:
+            import nltk
+        except ImportError as error:  # pragma: no cover - depends on the environment
+            raise ImportError("loading NLTK grammars needs nltk: pip install nltk") from error
+        if isinstance(grammar, str):
+            try:
+                grammar = nltk.CFG.fromstring(grammar)
+            except ValueError as error:
+                raise GrammarError(f"{name}: NLTK could not read the grammar: {error}") from error
+        lines = [f"%start {grammar.start().symbol()}"]
+        for production in grammar.productions():
+            if not production.rhs():
+                raise GrammarError(f"{name}: empty production {production}; RuleSets have no empty patterns")
+            pattern = " ".join(
+                s.symbol() if isinstance(s, nltk.Nonterminal) else _quote(s) for s in production.rhs()
+            )
+            lines.append(f"{pattern} => {production.lhs().symbol()}")
+        return cls("\n".join(lines), name)
+
+    def to_nltk(self) -> Any:
+        """Return the same grammar as an ``nltk.CFG`` (several goal labels get a fresh start symbol)."""
+        import nltk
+
+        def convert(symbol: Symbol) -> Any:
+            return nltk.Nonterminal(symbol.name) if symbol.is_label else symbol.name
+
+        productions = [nltk.Production(nltk.Nonterminal(r.label), [convert(s) for s in r.pattern]) for r in self.rules]
+        start = nltk.Nonterminal(self.start[0])
+        if len(self.start) > 1:
+            start = nltk.Nonterminal("%START")
+            productions += [nltk.Production(start, [nltk.Nonterminal(s)]) for s in self.start]
+        return nltk.CFG(start, productions)
+
+    # --- derived facts --------------------------------------------------------------------
+    @property
+    def n_rules(self) -> int:
+        """Number of rules (the number of columns in ``columns="rules"``)."""
+        return len(self.rules)
+
+    @property
+    def n_labels(self) -> int:
+        """Number of labels (the number of columns in ``columns="labels"``)."""
+        return len(self.labels)
+
+    def __repr__(self) -> str:
+        return f"RuleSet(name={self.name!r}, rules={self.n_rules}, labels={self.n_labels}, terminals={len(self.terminals)})"
+
+    def __str__(self) -> str:
+        # A terminal spelled like a label ('NP') must stay quoted, or it would load back as the label.
+        def show(symbol: Symbol) -> str:
+            return _quote(symbol.name) if not symbol.is_label and symbol.name in self.labels else str(symbol)
+
+        rules = (f"{' '.join(show(s) for s in rule.pattern)} => {rule.label}" for rule in self.rules)
+        return "\n".join([f"%start {' '.join(self.start)}", *rules])
+
+    # Pickle the text only: the RuleSet is rebuilt (and re-validated) from it.
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (RuleSet, (self.text, self.name))
+
+    # --- validation -----------------------------------------------------------------------
+    def _first_line_of(self, label: str) -> int:
+        return next(rule.line for rule in self.rules if rule.label == label)
+
+    def _goal_labels(self, start: list[str] | None, start_line: int) -> tuple[str, ...]:
+        if start is not None:
+            for label in start:
+                if label not in self.labels:
+                    raise GrammarError(
+                        f"line {start_line}: unknown %start label {label!r}; labels are: {', '.join(self.labels)}"
+                    )
+            return tuple(dict.fromkeys(start))
+        used = {symbol.name for rule in self.rules for symbol in rule.pattern if symbol.is_label}
+        roots = [label for label in self.labels if label not in used]
+        if len(roots) != 1:
+            found = f"{len(roots)} ({', '.join(roots)})" if roots else "none"
+            raise GrammarError(
+                f"line {self.rules[0].line}: cannot infer the goal label: labels used in no pattern: {found}; "
+                "add a line '%start LABEL'"
+            )
+        return tuple(roots)
+
+    def _check_duplicates(self) -> None:
+        seen: dict[tuple[tuple[Symbol, ...], str], int] = {}
+        for rule in self.rules:
+            key = (rule.pattern, rule.label)
+            if key in seen:
+                raise GrammarError(f"line {rule.line}: duplicate rule '{rule}' (also on line {seen[key]}); remove one")
+            seen[key] = rule.line
+
+    def _check_unary_cycles(self) -> None:
+        """Reject ``A => B ... B => A``: such a grammar has infinitely many parses of a sentence."""
+        order = unary_chain_order(self.rules)
+        if order is not None:
+            return
+        # Walk unary rules among the labels left in a cycle until a label repeats.
+        chain = [r for r in self.rules if r.is_unary_chain]
+        in_cycle = _labels_in_unary_cycles(chain)
+        rule = next(r for r in chain if r.label in in_cycle and r.pattern[0].name in in_cycle)
+        path = [rule]
+        seen = {rule.pattern[0].name: 0}
+        while rule.label not in seen:
+            seen[rule.label] = len(path)
+            rule = next(r for r in chain if r.pattern[0].name == rule.label and r.label in in_cycle)
+            path.append(rule)
+        cycle = path[seen[rule.label] :]
+        described = ", ".join(f"'{r}' (line {r.line})" for r in cycle)
+        raise GrammarError(f"line {cycle[-1].line}: unary cycle {described}: infinitely many parses; remove one of these rules")
+
+    def _shortest(self, combine: Callable[[list[int]], int]) -> dict[str, int]:
+        """
+        Least value over derivation trees of each label, by a fixed point over the rules.
+
+        :param combine: a rule's value from its pattern's values (terminals count 1)
+        :return: the value of every productive label (an unproductive label derives no terminal string)
+        """
+        best: dict[str, int] = {}
+        changed = True
+        while changed:
+            changed = False
+            for rule in self.rules:
+                if all(not s.is_label or s.name in best for s in rule.pattern):
+                    value = combine([best[s.name] if s.is_label else 1 for s in rule.pattern])
+                    if value < best.get(rule.label, value + 1):
+                        best[rule.label] = value
+                        changed = True
+        return best
+
+    def _check_productive(self) -> None:
+        """Reject labels that derive no terminal string (their rules can never complete)."""
+        for label in self.labels:
+            if label not in self.min_yield:
+                raise GrammarError(
+                    f"line {self._first_line_of(label)}: label {label!r} derives no terminal string "
+                    "(every rule for it needs itself or another such label); add a rule that ends in terminals"
+                )
+
+    def _warn_unreachable(self) -> None:
+        reachable = set(self.start)
+        frontier = list(self.start)
+        while frontier:
+            label = frontier.pop()
+            for rule in self.rules:
+                if rule.label == label:
+                    for symbol in rule.pattern:
+                        if symbol.is_label and symbol.name not in reachable:
+                            reachable.add(symbol.name)
+                            frontier.append(symbol.name)
+        for label in self.labels:
+            if label not in reachable:
+                warnings.warn(
+                    f"{self.name} line {self._first_line_of(label)}: label {label!r} is unreachable from "
+                    f"{', '.join(self.start)}; its rules never take part in a parse",
+                    stacklevel=3,
+                )
+
+
+def _labels_in_unary_cycles(chain: list[Rule]) -> set[str]:
+    """Labels left after repeatedly removing those with no incoming unary rule (Kahn's algorithm)."""
+    remaining = {r.label for r in chain} | {r.pattern[0].name for r in chain}
+    changed = True
+    while changed:
+        targets = {r.label for r in chain if r.pattern[0].name in remaining and r.label in remaining}
+        sources = {r.pattern[0].name for r in chain if r.pattern[0].name in remaining and r.label in remaining}
+        keep = targets & sources
+        changed = keep != remaining
+        remaining = keep
+    return remaining
+
+
+def unary_chain_order(rules: tuple[Rule, ...] | list[Rule]) -> list[Rule] | None:
+    """
+    Order the unary chain rules (``A => B``) so that a rule comes after every rule producing its input.
+
+    :param rules: the rules of a RuleSet
+    :return: the ordered unary rules, or ``None`` when they form a cycle
+    """
+    chain = [r for r in rules if r.is_unary_chain]
+    indegree = {r.pattern[0].name: 0 for r in chain}
+    for rule in chain:
+        indegree[rule.label] = indegree.get(rule.label, 0)
+    for rule in chain:
+        indegree[rule.label] += 1
+    ready = [label for label, degree in indegree.items() if degree == 0]
+    order: list[Rule] = []
+    while ready:
+        label = ready.pop()
+        for rule in chain:
+            if rule.pattern[0].name == label:
+                order.append(rule)
+                indegree[rule.label] -= 1
+                if indegree[rule.label] == 0:
+                    ready.append(rule.label)
+    return order if len(order) == len(chain) else None
+
+
+def _quote(name: str) -> str:
+    return f'"{name}"' if "'" in name else f"'{name}'"
+
+
+def available_grammars() -> list[str]:
+    """Names of the grammars shipped with the package, for ``RuleSet.builtin`` and ``grammar=``."""
+    files = resources.files(_GRAMMAR_PACKAGE).iterdir()
+    return sorted(f.name[: -len(_GRAMMAR_SUFFIX)] for f in files if f.name.endswith(_GRAMMAR_SUFFIX))

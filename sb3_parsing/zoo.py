@@ -1,0 +1,240 @@
+"""
+rl_zoo3 with MaskablePPO: ``python -m sb3_parsing.zoo train|enjoy|optimize [rl_zoo3 arguments]``.
+
+Plain rl_zoo3 trains ``ppo`` and ``dqn`` on ``LinguisticParse-v0`` unmodified. For ``ppo_mask`` it lacks four
+things, which this module patches into rl_zoo3's own module globals, in this process only, before calling
+rl_zoo3's ``train()`` / ``enjoy()``:
+
+1. ``rl_zoo3.utils.ALGOS["ppo_mask"] = MaskablePPO``: train.py / enjoy.py build their ``--algo`` choices from
+   this dict before they import ``--gym-packages``.
+2. ``rl_zoo3.exp_manager.EvalCallback`` and ``TrialEvalCallback`` are replaced by :class:`MaskAwareEvalCallback`
+   and :class:`MaskAwareTrialEvalCallback`, which evaluate ``MaskablePPO`` with the env's action masks (and
+   any other model exactly as before), during training and in ``--optimize`` trials.
+3. ``rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER["ppo_mask"]`` (and ``HYPERPARAMS_CONVERTER``): an Optuna sampler
+   for MaskablePPO, :func:`sample_ppo_mask_params`, so ``--optimize`` works (``--storage`` / ``--study-name``
+   for studies shared by several machines are rl_zoo3's own).
+4. In ``enjoy`` only, ``ppo_mask`` loads as :class:`_EnjoyMaskablePPO`, whose ``predict`` asks the env that
+   rl_zoo3's ``enjoy`` created for the action masks (``enjoy`` passes none).
+
+Defaults added when absent: ``--gym-packages sb3_parsing`` and ``--conf-file`` = the config shipped in the
+package for ``--algo`` (``sb3_parsing/zoo_configs/<algo>.yml``). ``optimize`` is ``train --optimize``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import rl_zoo3.enjoy
+import rl_zoo3.exp_manager
+import rl_zoo3.hyperparams_opt
+import rl_zoo3.train
+import rl_zoo3.utils
+from sb3_contrib import MaskablePPO
+from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
+from sb3_contrib.common.maskable.utils import get_action_masks
+from stable_baselines3.common.vec_env import VecEnv
+
+from sb3_parsing.extractors import TokenTransformerExtractor
+
+__all__ = [
+    "COMMANDS",
+    "MaskAwareEvalCallback",
+    "MaskAwareTrialEvalCallback",
+    "config_path",
+    "main",
+    "patch_rl_zoo3",
+    "sample_ppo_mask_params",
+]
+
+COMMANDS = ("train", "enjoy", "optimize")
+
+
+def config_path(algo: str) -> Path:
+    """
+    The hyperparameter file shipped in the package for ``algo`` (``ppo``, ``dqn`` or ``ppo_mask``).
+
+    :param algo: rl_zoo3 algorithm name
+    """
+    path = Path(str(resources.files("sb3_parsing") / "zoo_configs" / f"{algo}.yml"))
+    if not path.is_file():
+        shipped = sorted(p.stem for p in path.parent.glob("*.yml"))
+        raise FileNotFoundError(f"no shipped zoo config for algo {algo!r} ({path}); shipped: {shipped}")
+    return path
+
+
+class MaskAwareEvalCallback(MaskableEvalCallback):
+    """
+    rl_zoo3's ``EvalCallback``, masked when the model is a ``MaskablePPO``: sb3-contrib's
+    ``MaskableEvalCallback`` with ``use_masking`` decided by the model, so one class serves every algorithm.
+    """
+
+    def _init_callback(self) -> None:
+        super()._init_callback()
+        self.use_masking = isinstance(self.model, MaskablePPO)
+
+
+class MaskAwareTrialEvalCallback(MaskAwareEvalCallback):
+    """
+    rl_zoo3's ``TrialEvalCallback`` (reports to Optuna, prunes) on top of :class:`MaskAwareEvalCallback`.
+
+    :param eval_env: the evaluation env
+    :param trial: the Optuna trial to report to
+    :param n_eval_episodes: episodes per evaluation
+    :param eval_freq: evaluate every ``eval_freq`` calls
+    :param deterministic: greedy actions
+    :param verbose: verbosity level
+    :param best_model_save_path: where to save the best model
+    :param log_path: where to save ``evaluations.npz``
+    """
+
+    def __init__(
+        self,
+        eval_env: VecEnv,
+        trial: optuna.Trial,
+        n_eval_episodes: int = 5,
+        eval_freq: int = 10000,
+        deterministic: bool = True,
+        verbose: int = 0,
+        best_model_save_path: str | None = None,
+        log_path: str | None = None,
+    ) -> None:
+        super().__init__(
+            eval_env=eval_env,
+            n_eval_episodes=n_eval_episodes,
+            eval_freq=eval_freq,
+            deterministic=deterministic,
+            verbose=verbose,
+            best_model_save_path=best_model_save_path,
+            log_path=log_path,
+        )
+        self.trial = trial
+        self.eval_idx = 0
+        self.is_pruned = False
+
+    def _on_step(self) -> bool:
+        if self.eval_freq > 0 and self.n_calls % self.eval_freq == 0:
+            super()._on_step()
+            self.eval_idx += 1
+            self.trial.report(self.last_mean_reward, self.eval_idx)
+            if self.trial.should_prune():
+                self.is_pruned = True
+                return False
+        return True
+
+
+def sample_ppo_mask_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+    """
+    Optuna sampler for MaskablePPO: rl_zoo3's PPO search space plus the Transformer extractor's width and depth
+    (rl_zoo3's sampled ``policy_kwargs`` replace the YAML's, so the extractor is set here).
+
+    :param trial: the Optuna trial
+    :param n_actions: unused (rl_zoo3's sampler signature)
+    :param n_envs: number of envs
+    :param additional_args: rl_zoo3's extra arguments (HER, unused)
+    """
+    hyperparams = rl_zoo3.hyperparams_opt.sample_ppo_params(trial, n_actions, n_envs, additional_args)
+    embed_dim = trial.suggest_categorical("embed_dim", [32, 64, 128])
+    n_layers = trial.suggest_int("n_layers", 1, 3)
+    hyperparams["policy_kwargs"].update(
+        features_extractor_class=TokenTransformerExtractor,
+        features_extractor_kwargs=dict(features_dim=2 * embed_dim, embed_dim=embed_dim, n_layers=n_layers),
+    )
+    return hyperparams
+
+
+class _EnjoyMaskablePPO(MaskablePPO):
+    """MaskablePPO whose ``predict`` takes the masks from ``mask_env`` when given none (rl_zoo3's ``enjoy`` passes none)."""
+
+    mask_env: VecEnv | None = None
+
+    def predict(  # type: ignore[override]
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+        action_masks: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        if action_masks is None and self.mask_env is not None:
+            action_masks = get_action_masks(self.mask_env)
+        return super().predict(observation, state, episode_start, deterministic, action_masks)
+
+
+def _create_test_env_keeping_masks(*args: Any, **kwargs: Any) -> VecEnv:
+    env = _original_create_test_env(*args, **kwargs)
+    _EnjoyMaskablePPO.mask_env = env
+    return env
+
+
+_original_create_test_env = rl_zoo3.enjoy.create_test_env
+
+
+def patch_rl_zoo3(enjoy: bool = False) -> None:
+    """
+    Add ``ppo_mask`` to rl_zoo3 in this process (idempotent); see the module docstring.
+
+    :param enjoy: load ``ppo_mask`` models with masks taken from the env ``enjoy`` creates
+    """
+    rl_zoo3.utils.ALGOS["ppo_mask"] = _EnjoyMaskablePPO if enjoy else MaskablePPO
+    rl_zoo3.exp_manager.EvalCallback = MaskAwareEvalCallback  # type: ignore[misc]
+    rl_zoo3.exp_manager.TrialEvalCallback = MaskAwareTrialEvalCallback  # type: ignore[misc]
+    rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER["ppo_mask"] = sample_ppo_mask_params
+    rl_zoo3.hyperparams_opt.HYPERPARAMS_CONVERTER["ppo_mask"] = rl_zoo3.hyperparams_opt.convert_onpolicy_params
+    if enjoy:
+        rl_zoo3.enjoy.create_test_env = _create_test_env_keeping_masks  # type: ignore[attr-defined]
+
+
+def _option(args: Sequence[str], *names: str) -> str | None:
+    """The value of the first of ``names`` in ``args`` (``--name value`` or ``--name=value``), else None."""
+    for i, arg in enumerate(args):
+        for name in names:
+            if arg == name and i + 1 < len(args):
+                return args[i + 1]
+            if arg.startswith(name + "="):
+                return arg.split("=", 1)[1]
+    return None
+
+
+def _with_defaults(command: str, args: list[str]) -> list[str]:
+    """``args`` plus ``--gym-packages sb3_parsing`` and the shipped ``--conf-file`` when absent."""
+    args = list(args)
+    if command == "optimize" and not {"-optimize", "--optimize-hyperparameters"} & set(args):
+        args.append("--optimize-hyperparameters")
+    if _option(args, "--gym-packages") is None:
+        args += ["--gym-packages", "sb3_parsing"]
+    if command != "enjoy" and _option(args, "-conf", "--conf-file") is None:
+        args += ["--conf-file", str(config_path(_option(args, "--algo") or "ppo"))]
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """
+    ``python -m sb3_parsing.zoo train|enjoy|optimize [rl_zoo3 arguments]``.
+
+    :param argv: the arguments after the program name (default ``sys.argv[1:]``)
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        raise SystemExit(f"usage: python -m sb3_parsing.zoo {{{','.join(COMMANDS)}}} [rl_zoo3 arguments]")
+    command, args = argv[0], _with_defaults(argv[0], argv[1:])
+    patch_rl_zoo3(enjoy=command == "enjoy")
+    program = f"python -m sb3_parsing.zoo {command}"
+    saved_argv = sys.argv
+    sys.argv = [program, *args]
+    try:
+        if command == "enjoy":
+            rl_zoo3.enjoy.enjoy()
+        else:
+            rl_zoo3.train.train()
+    finally:
+        sys.argv = saved_argv
+
+
+if __name__ == "__main__":
+    main()

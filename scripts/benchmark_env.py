@@ -1,0 +1,322 @@
+"""
+Throughput benchmark of the parsing game, in one process and one run (ratios are measured side by side).
+
+Measures and prints a Markdown table (and writes JSON with ``--output``):
+
+1. steps/s of ``gym.make("LinguisticParse-v0")`` with random masked actions, resets included, beside
+   ``gym.make("CartPole-v1")`` with random actions: once with the policy's cost (masks and sampling), once
+   counting only the time spent in ``env.step``/``env.reset``;
+2. the oracle's first analysis of a sentence (a cold reset) and a cached reset, against sentence length
+   (8, 16, 32, 64 tokens) and grammar size (the English grammar plus extra lexical rules), with the step time;
+3. the batched :class:`~sb3_parsing.vec_env.LinguisticParseVecEnv` against ``DummyVecEnv`` at N = 1, 16, 64, 256
+   (env-steps/s with random actions, both with a monitor, the oracle's cache warm in both);
+4. the share of PPO and MaskablePPO wall time spent inside the env (``step_wait``/``reset``/masks), for a
+   ``DummyVecEnv`` and for the batched env.
+
+Usage::
+
+    python scripts/benchmark_env.py --output benchmark_env.json
+    python scripts/benchmark_env.py --quick  # seconds: a smoke run, numbers meaningless
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper, VecMonitor
+
+import sb3_parsing
+from sb3_parsing.env import LinguisticParseEnv
+from sb3_parsing.grammar import RuleSet
+from sb3_parsing.oracle import Oracle
+from sb3_parsing.vec_env import LinguisticParseVecEnv
+
+
+def single_env_throughput(n_steps: int, seed: int = 0) -> dict[str, float]:
+    """Steps/s of LinguisticParse-v0 (random masked actions) and CartPole-v1 (random actions), resets included."""
+    rng = np.random.default_rng(seed)
+    uniform = rng.random(n_steps)
+    results: dict[str, float] = {}
+
+    env = gym.make("LinguisticParse-v0")
+    base = env.unwrapped
+    env.reset(seed=seed)
+    env_time, episodes = 0.0, 0
+    start = time.perf_counter()
+    for k in range(n_steps):
+        valid = np.flatnonzero(base.action_masks())  # type: ignore[attr-defined]
+        action = valid[int(uniform[k] * len(valid))]
+        t0 = time.perf_counter()
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            env.reset()
+            episodes += 1
+        env_time += time.perf_counter() - t0
+    total = time.perf_counter() - start
+    results["parse_steps_per_s"] = n_steps / total
+    results["parse_env_only_steps_per_s"] = n_steps / env_time
+    results["parse_mean_episode_length"] = n_steps / max(episodes, 1)
+
+    cartpole = gym.make("CartPole-v1")
+    cartpole.reset(seed=seed)
+    cartpole.action_space.seed(seed)
+    env_time = 0.0
+    start = time.perf_counter()
+    for _ in range(n_steps):
+        action = cartpole.action_space.sample()
+        t0 = time.perf_counter()
+        _, _, terminated, truncated, _ = cartpole.step(action)
+        if terminated or truncated:
+            cartpole.reset()
+        env_time += time.perf_counter() - t0
+    total = time.perf_counter() - start
+    results["cartpole_steps_per_s"] = n_steps / total
+    results["cartpole_env_only_steps_per_s"] = n_steps / env_time
+    results["ratio"] = results["parse_steps_per_s"] / results["cartpole_steps_per_s"]
+    results["ratio_env_only"] = results["parse_env_only_steps_per_s"] / results["cartpole_env_only_steps_per_s"]
+    return results
+
+
+def _english_sentence(n_tokens: int) -> tuple[str, ...]:
+    """'John saw the man' followed by prepositional phrases: every PP can attach to several phrases."""
+    rest = n_tokens - 4
+    for n_long in range(rest // 4 + 1):  # 3 * n_short + 4 * n_long == rest
+        if (rest - 4 * n_long) % 3 == 0:
+            n_short = (rest - 4 * n_long) // 3
+            break
+    else:
+        raise ValueError(f"no sentence of {n_tokens} tokens")
+    return tuple("John saw the man".split() + "with a dog".split() * n_short + "in the big park".split() * n_long)
+
+
+def _grammar_with_extra_words(n_extra: int) -> RuleSet:
+    english = RuleSet.builtin("english")
+    return RuleSet.from_text(english.text + "".join(f"\nword{i} => N" for i in range(n_extra)), f"english+{n_extra}")
+
+
+def _time_per_call(function: Callable[[], Any], repeats: int) -> float:
+    start = time.perf_counter()
+    for _ in range(repeats):
+        function()
+    return (time.perf_counter() - start) / repeats
+
+
+def reset_scaling(lengths: list[int], extra_words: list[int], repeats: int) -> list[dict[str, Any]]:
+    """Cold analysis, cached reset and step time against sentence length and grammar size."""
+    rows = []
+    obs_len = max(lengths)
+    for n_extra in extra_words:
+        ruleset = _grammar_with_extra_words(n_extra)
+        for length in lengths:
+            sentence = _english_sentence(length)
+            oracle = Oracle(ruleset)
+            t0 = time.perf_counter()
+            analysis = oracle.analyze(sentence)
+            cold = time.perf_counter() - t0
+            env = LinguisticParseEnv(ruleset, sentences=[" ".join(sentence)], split="all", max_len=obs_len, max_steps=10**9)
+            env.reset(seed=0)
+            reset = _time_per_call(env.reset, repeats)
+            actions = iter(np.random.default_rng(0).integers(env.action_space.n, size=repeats))
+            step = _time_per_call(lambda env=env, actions=actions: env.step(next(actions)), repeats)
+            rows.append(
+                dict(
+                    tokens=length,
+                    rules=ruleset.n_rules,
+                    n_parses_digits=len(str(analysis.n_parses)),
+                    gold_sets=len(analysis.gold_cell_sets),
+                    chart_items=len(analysis._chart),
+                    cold_analysis_ms=cold * 1e3,
+                    cached_reset_us=reset * 1e6,
+                    step_us=step * 1e6,
+                )
+            )
+    return rows
+
+
+def _warm_oracle(env: LinguisticParseEnv) -> None:
+    for sentence in env.sentences:
+        env.oracle.analyze(sentence)
+
+
+def vec_env_throughput(n_envs_list: list[int], n_env_steps: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Env-steps/s of DummyVecEnv (N copies, each in a Monitor) and of the batched env (in a VecMonitor)."""
+    rows = []
+    template = gym.make("LinguisticParse-v0").unwrapped
+    assert isinstance(template, LinguisticParseEnv)
+    _warm_oracle(template)
+    kwargs = dict(sb3_parsing.DEFAULT_ENV_KWARGS)
+    for n_envs in n_envs_list:
+        n_steps = max(n_env_steps // n_envs, 20)
+        actions = np.random.default_rng(seed).integers(template.action_space.n, size=(n_steps, n_envs))
+
+        def copy_env() -> gym.Env:
+            # N copies of one env (same sentences) sharing its warm oracle: constructing 256 envs would take minutes.
+            env = copy.deepcopy(template)
+            env.oracle = template.oracle
+            return Monitor(env)
+
+        dummy: VecEnv = DummyVecEnv([copy_env for _ in range(n_envs)])
+        batched_env = LinguisticParseVecEnv(n_envs, kwargs)
+        batched_env.env.oracle = template.oracle
+        batched: VecEnv = VecMonitor(batched_env)
+        row: dict[str, Any] = dict(n_envs=n_envs)
+        for name, vec_env in (("dummy", dummy), ("batched", batched)):
+            vec_env.seed(seed)
+            vec_env.reset()
+            start = time.perf_counter()
+            for step_actions in actions:
+                vec_env.step(step_actions)
+            row[f"{name}_env_steps_per_s"] = n_steps * n_envs / (time.perf_counter() - start)
+            vec_env.close()
+        row["speedup"] = row["batched_env_steps_per_s"] / row["dummy_env_steps_per_s"]
+        rows.append(row)
+    return rows
+
+
+class _EnvTimer(VecEnvWrapper):
+    """Accumulates the wall time spent inside the wrapped VecEnv (steps, resets, action masks)."""
+
+    def __init__(self, venv: VecEnv) -> None:
+        super().__init__(venv)
+        self.seconds = 0.0
+
+    def reset(self) -> Any:
+        t0 = time.perf_counter()
+        obs = self.venv.reset()
+        self.seconds += time.perf_counter() - t0
+        return obs
+
+    def step_wait(self) -> Any:
+        t0 = time.perf_counter()
+        result = self.venv.step_wait()
+        self.seconds += time.perf_counter() - t0
+        return result
+
+    def step_async(self, actions: np.ndarray) -> None:
+        t0 = time.perf_counter()
+        self.venv.step_async(actions)
+        self.seconds += time.perf_counter() - t0
+
+    def env_method(self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any) -> list[Any]:
+        t0 = time.perf_counter()
+        result = self.venv.env_method(method_name, *method_args, indices=indices, **method_kwargs)
+        self.seconds += time.perf_counter() - t0
+        return result
+
+
+def training_share(n_timesteps: int, n_envs: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Share of PPO / MaskablePPO wall time spent inside the env, DummyVecEnv against the batched env."""
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3 import PPO
+
+    template = gym.make("LinguisticParse-v0").unwrapped
+    assert isinstance(template, LinguisticParseEnv)
+    _warm_oracle(template)
+    rows = []
+    for algo_name, algo in (("PPO", PPO), ("MaskablePPO", MaskablePPO)):
+        for kind in ("dummy", "batched"):
+
+            def copy_env() -> gym.Env:
+                env = copy.deepcopy(template)
+                env.oracle = template.oracle
+                return Monitor(env)
+
+            if kind == "dummy":
+                venv: VecEnv = DummyVecEnv([copy_env for _ in range(n_envs)])
+            else:
+                batched = LinguisticParseVecEnv(n_envs, dict(sb3_parsing.DEFAULT_ENV_KWARGS))
+                batched.env.oracle = template.oracle
+                venv = VecMonitor(batched)
+            timed = _EnvTimer(venv)
+            timed.seed(seed)
+            model = algo("MultiInputPolicy", timed, n_steps=128, batch_size=256, seed=seed, device="cpu")  # type: ignore[operator]
+            start = time.perf_counter()
+            model.learn(n_timesteps)
+            wall = time.perf_counter() - start
+            rows.append(
+                dict(
+                    algo=algo_name,
+                    vec_env=kind,
+                    n_envs=n_envs,
+                    timesteps=model.num_timesteps,
+                    steps_per_s=model.num_timesteps / wall,
+                    env_share=timed.seconds / wall,
+                )
+            )
+            timed.close()
+    return rows
+
+
+def _markdown(results: dict[str, Any]) -> str:
+    single = results["single_env"]
+    lines = [
+        f"Machine: {results['machine']}",
+        "",
+        "| single env, resets included | LinguisticParse-v0 | CartPole-v1 | ratio |",
+        "|---|---:|---:|---:|",
+        f"| random (masked) policy, steps/s | {single['parse_steps_per_s']:,.0f} | {single['cartpole_steps_per_s']:,.0f} "
+        f"| {single['ratio']:.2f}x |",
+        f"| time in env.step/reset only, steps/s | {single['parse_env_only_steps_per_s']:,.0f} "
+        f"| {single['cartpole_env_only_steps_per_s']:,.0f} | {single['ratio_env_only']:.2f}x |",
+        "",
+        "| tokens | rules | parses (digits) | gold sets | chart items | cold analysis (ms) | cached reset (µs) | step (µs) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['tokens']} | {r['rules']} | {r['n_parses_digits']} | {r['gold_sets']} | {r['chart_items']} "
+        f"| {r['cold_analysis_ms']:.2f} | {r['cached_reset_us']:.1f} | {r['step_us']:.2f} |"
+        for r in results["reset_scaling"]
+    ]
+    lines += [
+        "",
+        "| N envs | DummyVecEnv env-steps/s | batched env-steps/s | speedup |",
+        "|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['n_envs']} | {r['dummy_env_steps_per_s']:,.0f} | {r['batched_env_steps_per_s']:,.0f} | {r['speedup']:.1f}x |"
+        for r in results["vec_env"]
+    ]
+    lines += ["", "| algorithm | VecEnv | N envs | steps/s | share of wall time in the env |", "|---|---|---:|---:|---:|"]
+    lines += [
+        f"| {r['algo']} | {r['vec_env']} | {r['n_envs']} | {r['steps_per_s']:,.0f} | {100 * r['env_share']:.1f}% |"
+        for r in results["training"]
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", help="write the results as JSON to this file")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run whose numbers mean nothing")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    quick = args.quick
+    results: dict[str, Any] = {
+        "machine": f"{platform.processor() or platform.machine()}, {th.get_num_threads()} torch threads, "
+        f"Python {platform.python_version()}, no GPU used",
+        "command": "python scripts/benchmark_env.py" + (" --quick" if quick else ""),
+    }
+    results["single_env"] = single_env_throughput(2_000 if quick else 200_000, args.seed)
+    results["reset_scaling"] = reset_scaling(
+        [8, 16] if quick else [8, 16, 32, 64], [0, 100] if quick else [0, 1_000, 10_000], 20 if quick else 2_000
+    )
+    results["vec_env"] = vec_env_throughput([1, 16] if quick else [1, 16, 64, 256], 2_000 if quick else 400_000, args.seed)
+    results["training"] = training_share(512 if quick else 20_480, 4 if quick else 8, args.seed)
+    print(_markdown(results))
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as file:
+            json.dump(results, file, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""
+Does hindsight relabeling earn its place? DQN + ``HerReplayBuffer`` against the same DQN without relabeling.
+
+Both runs use ``LinguisticParseGoal-v0`` with the same env kwargs, hyperparameters, seeds and number of env
+steps; the only difference is the replay buffer (``HerReplayBuffer`` with the "future" strategy, or SB3's plain
+``DictReplayBuffer``). Each is evaluated during training on held-out sentences (``split="test"``, never trained
+on) with the greedy policy: success rate, and attempts per solved sentence over ``min_actions``. DQN ignores
+action masks, so wasted attempts (padding rows, cells already set) count.
+
+    python scripts/her_vs_no_her.py --steps 40000 --seeds 0 1 2 --output her_vs_no_her.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3 import DQN, HerReplayBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+
+import sb3_parsing  # noqa: F401  (registers the env ids)
+
+GOAL_ID = "LinguisticParseGoal-v0"
+# An easier setting than the default English task (see --help and the README): short arithmetic expressions,
+# one column per label, so that a small DQN learns within a few CPU minutes and the two buffers can be told apart.
+DEFAULT_ENV_KWARGS: dict[str, Any] = dict(grammar="arithmetic", min_len=3, max_len=5, obs_len=5, columns="labels", max_steps=20)
+
+
+def evaluate(model: DQN, env: gym.Env, sentences: list[tuple[str, ...]]) -> dict[str, float]:
+    """
+    Greedy episodes, one per held-out sentence.
+
+    :param model: the agent
+    :param env: a goal env on the test split
+    :param sentences: the sentences to parse
+    :return: success rate and mean attempts / min_actions over solved sentences
+    """
+    solved, ratios = 0, []
+    for sentence in sentences:
+        obs, info = env.reset(options={"sentence": sentence})
+        done = False
+        while not done:
+            action, _ = model.predict(obs, deterministic=True)
+            obs, _, terminated, truncated, info = env.step(int(action))
+            done = terminated or truncated
+        if info["is_success"]:
+            solved += 1
+            ratios.append(info["n_actions"] / info["min_actions"])
+    return {"success_rate": solved / len(sentences), "attempts_ratio": float(np.mean(ratios)) if ratios else float("nan")}
+
+
+class _EvalCallback(BaseCallback):
+    """Evaluate on held-out sentences every ``every`` steps (and at the end of training)."""
+
+    def __init__(self, env: gym.Env, sentences: list[tuple[str, ...]], every: int) -> None:
+        super().__init__()
+        self.env, self.sentences, self.every = env, sentences, every
+        self.curve: list[dict[str, float]] = []
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps % self.every == 0:
+            self.curve.append({"steps": self.num_timesteps, **evaluate(self.model, self.env, self.sentences)})  # type: ignore[arg-type]
+        return True
+
+
+def run(her: bool, seed: int, args: argparse.Namespace, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Train one agent and return its evaluation curve."""
+    th.manual_seed(seed)
+    env = make_vec_env(GOAL_ID, n_envs=1, seed=seed, env_kwargs=dict(env_kwargs, split="train"))
+    test_env = gym.make(GOAL_ID, **dict(env_kwargs, split="test"))
+    sentences = sorted(test_env.unwrapped.sentences)[: args.eval_sentences]  # type: ignore[attr-defined]
+    buffer: dict[str, Any] = {}
+    if her:
+        buffer = dict(
+            replay_buffer_class=HerReplayBuffer,
+            replay_buffer_kwargs=dict(goal_selection_strategy="future", n_sampled_goal=args.n_sampled_goal),
+        )
+    model = DQN(
+        "MultiInputPolicy",
+        env,
+        learning_rate=args.learning_rate,
+        buffer_size=args.steps,
+        learning_starts=1_000,
+        batch_size=64,
+        gamma=0.95,
+        train_freq=4,
+        target_update_interval=1_000,
+        exploration_fraction=args.exploration_fraction,
+        exploration_final_eps=0.05,
+        policy_kwargs=dict(net_arch=[256, 256]),
+        seed=seed,
+        device="cpu",
+        **buffer,
+    )
+    callback = _EvalCallback(test_env, sentences, max(1, args.steps // args.eval_points))
+    start = time.perf_counter()
+    model.learn(args.steps, callback=callback)
+    seconds = time.perf_counter() - start
+    if not callback.curve or callback.curve[-1]["steps"] != model.num_timesteps:
+        callback.curve.append({"steps": model.num_timesteps, **evaluate(model, test_env, sentences)})
+    final = callback.curve[-1]
+    return {"her": her, "seed": seed, "seconds": seconds, **final, "curve": callback.curve}
+
+
+def _summary(results: list[dict[str, Any]], her: bool, key: str) -> tuple[float, float]:
+    values = np.array([r[key] for r in results if r["her"] == her], dtype=float)
+    return float(np.nanmean(values)), float(np.nanstd(values))
+
+
+def print_table(results: list[dict[str, Any]], steps: int) -> str:
+    """A Markdown table: one row per run, then the mean and std of each buffer."""
+    lines = [
+        f"| replay buffer | seed | held-out success @ {steps} steps | attempts / min_actions (solved) | train seconds |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        name = "HerReplayBuffer (future)" if r["her"] else "DictReplayBuffer (no relabeling)"
+        lines.append(f"| {name} | {r['seed']} | {r['success_rate']:.3f} | {r['attempts_ratio']:.2f} | {r['seconds']:.0f} |")
+    for her in (True, False):
+        name = "HerReplayBuffer (future)" if her else "DictReplayBuffer (no relabeling)"
+        success, success_std = _summary(results, her, "success_rate")
+        ratio, ratio_std = _summary(results, her, "attempts_ratio")
+        lines.append(f"| **{name}** | mean ± std | **{success:.3f} ± {success_std:.3f}** | {ratio:.2f} ± {ratio_std:.2f} | |")
+    table = "\n".join(lines)
+    print(table)
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=40_000, help="env steps per run (both buffers)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--n-sampled-goal", type=int, default=4, help="HER: relabeled goals per real transition")
+    parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--exploration-fraction", type=float, default=0.3)
+    parser.add_argument("--eval-points", type=int, default=4, help="evaluations during training")
+    parser.add_argument("--eval-sentences", type=int, default=200, help="held-out sentences per evaluation (at most)")
+    parser.add_argument(
+        "--env-kwargs",
+        type=json.loads,
+        default={},
+        help=f"JSON overriding the env kwargs of this comparison, {json.dumps(DEFAULT_ENV_KWARGS)}",
+    )
+    parser.add_argument("--only", choices=["her", "no-her"], help="run one buffer only")
+    parser.add_argument("--output", type=str, help="write every run and its evaluation curve to this JSON file")
+    args = parser.parse_args()
+    th.set_num_threads(1)
+    env_kwargs = {**DEFAULT_ENV_KWARGS, **args.env_kwargs}
+    print(f"{GOAL_ID} {env_kwargs}, {args.steps} steps, seeds {args.seeds}")
+
+    results = []
+    for seed in args.seeds:
+        for her in (True, False):
+            if args.only is not None and her != (args.only == "her"):
+                continue
+            result = run(her, seed, args, env_kwargs)
+            results.append(result)
+            curve = ", ".join(f"{point['steps']}: {point['success_rate']:.2f}" for point in result["curve"])
+            print(f"seed {seed} {'HER' if her else 'no HER'}: {result['seconds']:.0f} s, held-out success by steps {curve}")
+    table = print_table(results, args.steps)
+    if args.output:
+        with open(args.output, "w") as file:
+            json.dump({"env_id": GOAL_ID, "env_kwargs": env_kwargs, "args": vars(args), "results": results, "table": table}, file, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+from sb3_parsing import GrammarError, LinguisticParseEnv
+
+PUNCTUATED = """
+%start S
+S ';' S => S
+NP 'runs' => S
+'the' N => NP
+dog => N
+cat => N
+"""
+
+
+def _rollout_expert(env: LinguisticParseEnv, seed: int) -> tuple[int, dict]:
+    _, info = env.reset(seed=seed)
+    steps, done = 0, False
+    while not done:
+        _, reward, terminated, truncated, info = env.step(env.expert_action())
+        steps += 1
+        done = terminated or truncated
+    assert terminated and not truncated and reward == env.success_reward
+    return steps, info
+
+
+def test_default_registration_spaces_and_info() -> None:
+    env = gym.make("LinguisticParse-v0")
+    inner = env.unwrapped
+    assert isinstance(inner, LinguisticParseEnv)
+    assert inner.ruleset.name == "english" and inner.columns == "rules"
+    obs, info = env.reset(seed=0)
+    assert set(obs) == {"text", "history"}
+    assert obs["text"].dtype == obs["history"].dtype == np.uint8
+    assert obs["text"].shape == (16, len(inner.ruleset.alphabet))
+    assert obs["history"].shape == (16, inner.ruleset.n_rules)
+    assert env.action_space.n == 16 * inner.ruleset.n_rules
+    tokens = info["sentence"].split()
+    assert 3 <= len(tokens) <= 12
+    assert obs["text"][: len(tokens)].sum(axis=1).tolist() == [1] * len(tokens)
+    assert obs["text"][len(tokens) :].sum() == 0
+    assert {"sentence", "n_parses", "min_actions", "n_actions", "matched", "is_success"} <= set(info)
+    _, _, _, _, info = env.step(0)
+    assert info["n_actions"] == 1
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"columns": "labels"}, {"mask_mode": "oracle"}, {"grammar": "arithmetic"}])
+def test_checkers_pass(kwargs: dict) -> None:
+    sb3_check_env(LinguisticParseEnv(**kwargs))
+    gym_check_env(gym.make("LinguisticParse-v0", **kwargs).unwrapped)
+
+
+def test_checkers_pass_for_a_custom_grammar_file(tmp_path) -> None:
+    path = tmp_path / "punctuated.rules"
+    path.write_text(PUNCTUATED)
+    env = LinguisticParseEnv(grammar=str(path), min_len=3, max_len=8, split="all")
+    sb3_check_env(env)
+    gym_check_env(gym.make("LinguisticParse-v0", grammar=path, min_len=3, max_len=8, obs_len=8, split="all").unwrapped)
+
+
+@pytest.mark.parametrize("columns", ["rules", "labels"])
+@pytest.mark.parametrize("grammar", ["english", "arithmetic", "dyck"])
+def test_expert_wins_every_episode_in_exactly_min_actions(grammar: str, columns: str) -> None:
+    env = LinguisticParseEnv(grammar=grammar, columns=columns, min_len=1, max_len=10)
+    for seed in range(15):
+        steps, info = _rollout_expert(env, seed)
+        assert steps == info["min_actions"] == info["n_actions"]
+        assert info["is_success"]
+
+
+def test_wasted_attempts_change_nothing() -> None:
+    env = LinguisticParseEnv(max_len=12, obs_len=16)
+    obs, info = env.reset(seed=1)
+    n_tokens = len(info["sentence"].split())
+    padding_action = n_tokens * env.n_columns  # first cell of the first padding row
+    obs2, reward, terminated, truncated, info = env.step(padding_action)
+    assert np.array_equal(obs2["history"], obs["history"]) and reward == 0 and not terminated
+    obs3, *_ = env.step(3)
+    obs4, reward, *_ , info = env.step(3)
+    assert np.array_equal(obs3["history"], obs4["history"])
+    assert obs4["history"].sum() == 1 and info["n_actions"] == 3
+
+
+def test_masks_follow_history_and_oracle() -> None:
+    env = LinguisticParseEnv(mask_mode="history")
+    _, info = env.reset(seed=2)
+    n_cells = len(info["sentence"].split()) * env.n_columns
+    mask = env.action_masks()
+    assert mask.dtype == bool and mask.shape == (env.action_space.n,)
+    assert mask[:n_cells].all() and not mask[n_cells:].any()
+    env.step(5)
+    assert not env.action_masks()[5]
+
+    oracle_env = LinguisticParseEnv(mask_mode="oracle")
+    oracle_env.reset(seed=2)
+    analysis = oracle_env.analysis
+    oracle_mask = oracle_env.action_masks()
+    assert np.array_equal(oracle_mask[:n_cells], analysis.constituent_mask)
+    gold = analysis.gold_cell_sets[0]
+    assert all(oracle_mask[c] for c in gold)
+    wrong = int(np.flatnonzero(~analysis.constituent_mask)[0])
+    *_, info = oracle_env.step(wrong)
+    assert not info["matched"]
+    *_, info = oracle_env.step(min(gold))
+    assert info["matched"]
+
+
+def test_truncation_after_max_steps() -> None:
+    env = LinguisticParseEnv(max_steps=5)
+    env.reset(seed=0)
+    for step in range(5):
+        _, _, terminated, truncated, _ = env.step(env.action_space.n - 1)  # always a padding row: never wins
+        assert not terminated
+        assert truncated == (step == 4)
+
+
+def test_reward_shaping() -> None:
+    env = LinguisticParseEnv(success_reward=10.0, step_penalty=0.1, constituent_bonus=0.5)
+    env.reset(seed=4)
+    gold = env.analysis.gold_cell_sets[0]
+    wrong = int(np.flatnonzero(~env.analysis.gold_cell_mask)[0])
+    assert env.step(wrong)[1] == pytest.approx(-0.1)
+    rewards = []
+    while not env._is_success:
+        rewards.append(env.step(env.expert_action())[1])
+    assert rewards[:-1] == pytest.approx([0.4] * (len(gold) - 1))
+    assert rewards[-1] == pytest.approx(10.4)
+
+
+def test_same_seed_same_sentences_and_trajectories() -> None:
+    def run(seed: int) -> list:
+        env = LinguisticParseEnv()
+        env.action_space.seed(seed)
+        trace = []
+        obs, info = env.reset(seed=seed)
+        trace.append(info["sentence"])
+        for _ in range(200):
+            obs, reward, terminated, truncated, info = env.step(env.action_space.sample(mask=env.action_masks().astype(np.int8)))
+            trace.append((obs["history"].tobytes(), reward, terminated, truncated, info["sentence"]))
+            if terminated or truncated:
+                obs, info = env.reset()
+                trace.append(info["sentence"])
+        return trace
+
+    assert run(3) == run(3)
+    assert run(3) != run(4)
+
+
+def test_sentences_from_list_and_reset_option() -> None:
+    env = LinguisticParseEnv(sentences=["John saw Mary", "Mary saw John with a dog"], split="all")
+    seen = {env.reset(seed=s)[1]["sentence"] for s in range(20)}
+    assert seen == {"John saw Mary", "Mary saw John with a dog"}
+    _, info = env.reset(options={"sentence": "the dog saw the man in the park"})
+    assert info["sentence"] == "the dog saw the man in the park" and info["n_parses"] == 2
+
+
+def test_bad_sentences_are_named() -> None:
+    with pytest.raises(GrammarError, match="'unicorn' at position 1"):
+        LinguisticParseEnv(sentences=["John unicorn Mary"], split="all")
+    with pytest.raises(GrammarError, match="more than max_len=4"):
+        LinguisticParseEnv(sentences=["the dog saw the man"], max_len=4, split="all")
+
+
+def test_train_and_test_splits_do_not_overlap() -> None:
+    train, test = LinguisticParseEnv(split="train"), LinguisticParseEnv(split="test")
+    assert train.sentences and test.sentences
+    assert not set(train.sentences) & set(test.sentences)
+
+
+def test_render_modes() -> None:
+    env = LinguisticParseEnv(render_mode="ansi")
+    _, info = env.reset(seed=0)
+    while not env._is_success:
+        env.step(env.expert_action())
+    text = env.render()
+    assert info["sentence"] in text and "parse:" in text
+    rgb = LinguisticParseEnv(render_mode="rgb_array")
+    rgb.reset(seed=0)
+    image = rgb.render()
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+    rgb.step(rgb.expert_action())
+    assert not np.array_equal(image, rgb.render())
+
+
+def test_bad_arguments_say_what_is_allowed() -> None:
+    with pytest.raises(ValueError, match="unknown columns='cells'"):
+        LinguisticParseEnv(columns="cells")
+    with pytest.raises(ValueError, match="unknown mask_mode='all'"):
+        LinguisticParseEnv(mask_mode="all")
+    with pytest.raises(GrammarError, match="arithmetic, dyck, english"):
+        LinguisticParseEnv(grammar="french")
+    with pytest.raises(ValueError, match="outside the action space"):
+        env = LinguisticParseEnv()
+        env.reset(seed=0)
+        env.step(env.action_space.n)
