@@ -151,13 +151,14 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self.n_columns = self.oracle.n_columns
         self._terminal_column = {s.name: i for i, s in enumerate(self.ruleset.alphabet) if not s.is_label}
 
-        self.observation_space = spaces.Dict(
+        self.observation_space = spaces.Dict(  # type: ignore[assignment]
             {
                 "text": spaces.Box(0, 1, (obs_len, len(self.ruleset.alphabet)), dtype=np.uint8),
                 "history": spaces.Box(0, 1, (obs_len, self.n_columns), dtype=np.uint8),
             }
         )
-        self.action_space = spaces.Discrete(obs_len * self.n_columns)
+        self.n_history_cells = obs_len * self.n_columns
+        self.action_space = spaces.Discrete(self.n_history_cells)
 
         self._text = np.zeros((obs_len, len(self.ruleset.alphabet)), dtype=np.uint8)
         self._history = np.zeros((obs_len, self.n_columns), dtype=np.uint8)
@@ -169,7 +170,7 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self._is_success = False
         self._matched = False
         # Kept up to date by reset and step so that a step costs O(1) whatever the sentence length and grammar size.
-        self._mask = np.zeros(self.action_space.n, dtype=bool)  # action_masks(): worth-taking cells
+        self._mask = np.zeros(self.n_history_cells, dtype=bool)  # action_masks(): worth-taking cells
         self._sentence_info: tuple[str, int, bool, int] = ("", 0, False, 0)  # sentence, n_parses, parses_capped, min_actions
         self._text_rows: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}  # tokens -> where T holds ones
 
@@ -230,7 +231,7 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         analysis = self.analysis
         cell = int(action)
         if not 0 <= cell < self._mask.size:
-            raise ValueError(f"action {action} is outside the action space Discrete({self.action_space.n})")
+            raise ValueError(f"action {action} is outside the action space Discrete({self.n_history_cells})")
         if self._is_success:
             raise RuntimeError("the episode is over (success): call reset()")
         self._n_actions += 1
@@ -320,13 +321,13 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         image = np.full((rows, text_cols + 1 + self.n_columns, 3), 255, dtype=np.uint8)
         image[:, :text_cols][self._text == 1] = (60, 60, 60)
         history = image[:, text_cols + 1 :]
-        chart = np.zeros(self.action_space.n, dtype=bool)
+        chart = np.zeros(self.n_history_cells, dtype=bool)
         chart[: analysis.n_cells] = analysis.constituent_mask
-        gold = np.zeros(self.action_space.n, dtype=bool)
+        gold = np.zeros(self.n_history_cells, dtype=bool)
         gold[: analysis.n_cells] = analysis.gold_cell_mask
         history[chart.reshape(rows, -1)] = (210, 225, 255)
         set_cells = self._history == 1
         history[set_cells & gold.reshape(rows, -1)] = (40, 170, 60)
-        history[set_cells & ~gold.reshape(rows, -1)] = (200, 50, 50)
+        history[set_cells & np.logical_not(gold.reshape(rows, -1))] = (200, 50, 50)
         image[len(analysis.tokens) :, :] = np.minimum(image[len(analysis.tokens) :, :], 235)
         return np.repeat(np.repeat(image, _CELL_PIXELS, axis=0), _CELL_PIXELS, axis=1)

@@ -135,9 +135,9 @@ def evaluate_player(env: gym.Env, player: Player, sentences: Sequence[Sequence[s
     :param player: picks the actions
     :param sentences: the sentences, as token sequences
     :return: ``n_sentences``, ``success_rate``, ``attempts`` (mean actions per sentence, failures count
-        their ``max_steps``), ``solved_attempts`` (per solved sentence), ``attempts_per_min_actions``
-        (mean over sentences of actions / ``min_actions``, failures included) and
-        ``solved_attempts_per_min_actions`` (solved sentences only)
+        their ``max_steps``), ``solved_attempts`` (per solved sentence, ``None`` when none is solved),
+        ``attempts_per_min_actions`` (mean over sentences of actions / ``min_actions``, failures included)
+        and ``solved_attempts_per_min_actions`` (solved sentences only, ``None`` when none is solved)
     """
     if len(sentences) == 0:
         raise ValueError("evaluate_player needs at least one sentence")
@@ -157,9 +157,9 @@ def evaluate_player(env: gym.Env, player: Player, sentences: Sequence[Sequence[s
         "n_sentences": len(sentences),
         "success_rate": float(solved.mean()),
         "attempts": float(attempts_arr.mean()),
-        "solved_attempts": float(attempts_arr[solved].mean()) if solved.any() else float("nan"),
+        "solved_attempts": float(attempts_arr[solved].mean()) if solved.any() else None,
         "attempts_per_min_actions": float(ratios_arr.mean()),
-        "solved_attempts_per_min_actions": float(ratios_arr[solved].mean()) if solved.any() else float("nan"),
+        "solved_attempts_per_min_actions": float(ratios_arr[solved].mean()) if solved.any() else None,
     }
 
 

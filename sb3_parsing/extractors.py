@@ -27,7 +27,7 @@ from torch import nn
 
 __all__ = ["TokenConvExtractor", "TokenMLPExtractor", "TokenTransformerExtractor"]
 
-_POOLINGS = ("mean", "max", "mean_max")
+_POOLINGS = ("mean", "max", "mean_max", "tokens")
 _POSITIONAL_ENCODINGS = ("sinusoidal", "learned")
 
 
@@ -83,7 +83,10 @@ class _TokenExtractor(BaseFeaturesExtractor):
     :param observation_space: The observation space of the environment (Dict of (L, k) Boxes with a 'text' key)
     :param features_dim: Number of features extracted
     :param embed_dim: Width of the per-token representation that is pooled
-    :param pooling: How token representations are pooled over real rows: "mean", "max" or "mean_max" (both, concatenated)
+    :param pooling: How token representations are pooled over real rows: "mean", "max", "mean_max" (both,
+        concatenated), or "tokens": no pooling, the rows side by side with padding zeroed and ``features_dim``
+        ignored (``L * embed_dim`` features), for a policy that scores each cell ``(position, column)`` from its
+        row, as :mod:`sb3_parsing.policies` does
     """
 
     def __init__(self, observation_space: gym.Space, features_dim: int, embed_dim: int, pooling: str) -> None:
@@ -91,13 +94,14 @@ class _TokenExtractor(BaseFeaturesExtractor):
         _check_positive(features_dim=features_dim, embed_dim=embed_dim)
         if pooling not in _POOLINGS:
             raise ValueError(f"pooling must be one of {_POOLINGS}, got {pooling!r}")
-        super().__init__(observation_space, features_dim)
+        # "tokens" keeps one feature vector per row, side by side: the features are (batch, L * embed_dim)
+        super().__init__(observation_space, n_rows * embed_dim if pooling == "tokens" else features_dim)
         self.keys = keys
         self.n_rows = n_rows
         self.token_dim = token_dim
         self.pooling = pooling
         pooled_dim = 2 * embed_dim if pooling == "mean_max" else embed_dim
-        self.head = nn.Sequential(nn.Linear(pooled_dim, features_dim), nn.ReLU())
+        self.head = nn.Identity() if pooling == "tokens" else nn.Sequential(nn.Linear(pooled_dim, features_dim), nn.ReLU())
 
     def _tokens(self, observations: TensorDict) -> tuple[th.Tensor, th.Tensor]:
         """
@@ -116,6 +120,8 @@ class _TokenExtractor(BaseFeaturesExtractor):
         :return: features (batch, features_dim)
         """
         keep = mask.unsqueeze(-1)
+        if self.pooling == "tokens":
+            return hidden.masked_fill(~keep, 0.0).flatten(start_dim=1)
         has_rows = keep.any(dim=1)
         pooled = []
         if self.pooling in ("mean", "mean_max"):
@@ -136,7 +142,7 @@ class TokenMLPExtractor(_TokenExtractor):
     :param features_dim: Number of features extracted
     :param embed_dim: Width of the hidden layers of the per-token MLP
     :param n_layers: Number of Linear + ReLU layers of the per-token MLP
-    :param pooling: "mean", "max" or "mean_max" (both, concatenated), over real rows only
+    :param pooling: "mean", "max", "mean_max" (both, concatenated) over real rows only, or "tokens" (rows side by side)
     """
 
     def __init__(
@@ -172,7 +178,7 @@ class TokenConvExtractor(_TokenExtractor):
     :param embed_dim: Number of channels of each convolution
     :param n_layers: Number of Conv1d + ReLU layers
     :param kernel_size: Odd number of neighbouring tokens each convolution reads ("same" padding keeps L rows)
-    :param pooling: "mean", "max" or "mean_max" (both, concatenated), over real rows only
+    :param pooling: "mean", "max", "mean_max" (both, concatenated) over real rows only, or "tokens" (rows side by side)
     """
 
     def __init__(
@@ -217,7 +223,7 @@ class TokenTransformerExtractor(_TokenExtractor):
     :param dropout: Dropout in the encoder layers; 0 by default because on-policy algorithms compare
         log-probabilities computed in rollout (eval) mode and in training mode
     :param positional_encoding: "sinusoidal" (fixed) or "learned" (one trained vector per row)
-    :param pooling: "mean", "max" or "mean_max" (both, concatenated), over real rows only
+    :param pooling: "mean", "max", "mean_max" (both, concatenated) over real rows only, or "tokens" (rows side by side)
     """
 
     def __init__(

@@ -118,13 +118,18 @@ def _parse_lines(text: str) -> tuple[list[_RawRule], list[str] | None, int]:
             if directive != "%start":
                 raise GrammarError(f"line {line_no}: unknown directive {directive!r}; the only directive is %start LABEL ...")
             if start is not None:
-                raise GrammarError(f"line {line_no}: %start given twice (first on line {start_line}); list every goal label once")
+                raise GrammarError(
+                    f"line {line_no}: %start given twice (first on line {start_line}); list every goal label once"
+                )
             if not names:
                 raise GrammarError(f"line {line_no}: %start names no label; write e.g. '%start S'")
             start, start_line = names, line_no
             continue
         if not arrows:
-            raise GrammarError(f"line {line_no}: missing '=>' in {raw_line.strip()!r}; write rules as 'PATTERN => LABEL'")
+            hint = " (NLTK's 'LABEL -> PATTERN' notation loads with RuleSet.from_nltk)" if "->" in line else ""
+            raise GrammarError(
+                f"line {line_no}: missing '=>' in {raw_line.strip()!r}; write rules as 'PATTERN => LABEL'{hint}"
+            )
         left, right = code[: arrows[0]], code[arrows[0] + 2 :]
         if len(arrows) > 1:
             raise GrammarError(f"line {line_no}: several '=>' in {raw_line.strip()!r}; write one rule per line")
@@ -336,7 +341,9 @@ class RuleSet:
             path.append(rule)
         cycle = path[seen[rule.label] :]
         described = ", ".join(f"'{r}' (line {r.line})" for r in cycle)
-        raise GrammarError(f"line {cycle[-1].line}: unary cycle {described}: infinitely many parses; remove one of these rules")
+        raise GrammarError(
+            f"line {cycle[-1].line}: unary cycle {described}: infinitely many parses; remove one of these rules"
+        )
 
     def _shortest(self, combine: Callable[[list[int]], int]) -> dict[str, int]:
         """

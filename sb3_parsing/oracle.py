@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import itertools
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Literal
@@ -122,7 +124,9 @@ class Oracle:
     :param cache_size: how many sentence analyses are kept
     """
 
-    def __init__(self, ruleset: RuleSet, columns: ColumnMode = "rules", max_parses: int = 1000, cache_size: int = 4096) -> None:
+    def __init__(
+        self, ruleset: RuleSet, columns: ColumnMode = "rules", max_parses: int = 1000, cache_size: int = 4096
+    ) -> None:
         if columns not in COLUMN_MODES:
             raise ValueError(f"unknown columns={columns!r}; use one of {COLUMN_MODES}")
         if max_parses < 1:
@@ -138,6 +142,15 @@ class Oracle:
         rule_index = {id(rule): i for i, rule in enumerate(ruleset.rules)}
         self._unary_rules = [rule_index[id(rule)] for rule in unary]
         self._span_rules = [i for i, rule in enumerate(ruleset.rules) if not rule.is_unary_chain]
+        # A span only tries the rules whose first symbol can start there: its first token, or a label found there.
+        self._span_rules_by_token: dict[str, list[int]] = {}
+        self._span_rules_by_label: dict[int, list[int]] = {}
+        for i in self._span_rules:
+            first = ruleset.rules[i].pattern[0]
+            if first.is_label:
+                self._span_rules_by_label.setdefault(self._label_index[first.name], []).append(i)
+            else:
+                self._span_rules_by_token.setdefault(first.name, []).append(i)
         self._goal_labels = {self._label_index[s] for s in ruleset.start}
         self._rules_of: dict[str, list[int]] = {label: [] for label in ruleset.labels}
         for i, rule in enumerate(ruleset.rules):
@@ -211,7 +224,7 @@ class Oracle:
             n_cells=n_cells,
             gold_membership=membership,
             gold_sizes=membership.sum(axis=1, dtype=np.int32),
-            gold_cell_mask=membership.any(axis=0),
+            gold_cell_mask=np.asarray(membership.any(axis=0)),
             constituent_mask=constituent_mask,
             _chart=tuple(chart),
             _roots=roots,
@@ -254,7 +267,7 @@ class Oracle:
         for length in range(1, n + 1):
             for start in range(n - length + 1):
                 end = start + length
-                for rule_id in self._span_rules:
+                for rule_id in self._rules_starting_with(tokens[start], ends_from[start]):
                     rule = rules[rule_id]
                     if len(rule.pattern) > length:
                         continue
@@ -267,9 +280,22 @@ class Oracle:
                         add(start, end, rule_id, [(child,) for child in below])
         return chart, label_spans
 
+    def _rules_starting_with(self, token: str, labels: Iterable[int]) -> list[int]:
+        """The span rules whose first symbol is ``token`` or one of ``labels``, in rule order."""
+        candidates = list(self._span_rules_by_token.get(token, ()))
+        for label in labels:
+            candidates += self._span_rules_by_label.get(label, ())
+        return sorted(candidates)
+
     @staticmethod
     def _count_parses(chart: list[_Constituent], roots: tuple[int, ...]) -> int:
         """Number of distinct parse trees, as NLTK's chart parser counts them (children precede parents)."""
+        counts = Oracle._tree_counts(chart)
+        return sum(counts[r] for r in roots)
+
+    @staticmethod
+    def _tree_counts(chart: list[_Constituent]) -> list[int]:
+        """Number of trees of each chart item (exact, however large)."""
         counts = [0] * len(chart)
         for index, item in enumerate(chart):
             total = 0
@@ -279,26 +305,58 @@ class Oracle:
                     product *= counts[child]
                 total += product
             counts[index] = total
-        return sum(counts[r] for r in roots)
+        return counts
 
     def _gold_cell_sets(self, chart: list[_Constituent], roots: tuple[int, ...]) -> set[frozenset[int]]:
-        """Distinct cell sets of the first ``max_parses`` parse trees."""
+        """
+        Distinct cell sets of the first ``max_parses`` parse trees.
 
-        def trees(index: int) -> Iterator[frozenset[int]]:
-            item = chart[index]
-            own = frozenset((item.cell,))
-            for alternative in item.alternatives:
-                yield from _unions(own, [lambda c=child: trees(c) for child in alternative])
-
-        gold: set[frozenset[int]] = set()
+        Trees are taken in the order of a nested loop: roots, then each item's alternatives in order, then the
+        children's trees with the last child varying fastest. How many trees of each item that prefix uses is
+        known from the tree counts (top-down); those trees are then built once each (bottom-up), as bit sets of
+        cells (one bit per cell: a union is one integer ``|``), so the work grows with the trees kept, not with
+        the depth of the recursion times the number of trees.
+        """
+        counts = self._tree_counts(chart)
+        need = [0] * len(chart)
         remaining = self.max_parses
         for root in roots:
-            for cells in trees(root):
-                gold.add(cells)
-                remaining -= 1
-                if remaining == 0:
-                    return gold
-        return gold
+            take = min(counts[root], remaining)
+            need[root] = max(need[root], take)
+            remaining -= take
+            if remaining == 0:
+                break
+        for index in range(len(chart) - 1, -1, -1):  # parents come after their children
+            wanted = need[index]
+            for alternative in chart[index].alternatives:
+                if wanted == 0:
+                    break
+                later = 1  # trees of the children after this one: each of its trees is used with all of theirs
+                take = min(wanted, math.prod(counts[c] for c in alternative))
+                for child in reversed(alternative):
+                    need[child] = max(need[child], min(counts[child], -(-take // later)))
+                    later *= counts[child]
+                wanted -= take
+        built: dict[int, list[int]] = {}
+        for index, item in enumerate(chart):
+            wanted = need[index]
+            if wanted == 0:
+                continue
+            own = 1 << item.cell
+            trees: list[int] = []
+            for alternative in item.alternatives:
+                for parts in itertools.product(*(built[c] for c in alternative)):
+                    bits = own
+                    for part in parts:
+                        bits |= part
+                    trees.append(bits)
+                    if len(trees) == wanted:
+                        break
+                if len(trees) == wanted:
+                    break
+            built[index] = trees
+        distinct = {bits for root in roots for bits in built.get(root, ())}
+        return {frozenset(_bit_indices(bits)) for bits in distinct}
 
     def top_down_attempts(self, tokens: Sequence[str]) -> Iterator[int]:
         """
@@ -349,11 +407,11 @@ class Oracle:
 _Continuation = Callable[[int], Iterator[int]]
 
 
-def _unions(base: frozenset[int], parts: list[Callable[[], Iterator[frozenset[int]]]]) -> Iterator[frozenset[int]]:
-    """Every union of ``base`` with one set from each part, lazily (the parts are regenerated, never stored)."""
-    if not parts:
-        yield base
-        return
-    first, rest = parts[0], parts[1:]
-    for cells in first():
-        yield from _unions(base | cells, rest)
+def _bit_indices(bits: int) -> list[int]:
+    """Positions of the set bits of ``bits``, lowest first."""
+    indices = []
+    while bits:
+        lowest = bits & -bits
+        indices.append(lowest.bit_length() - 1)
+        bits ^= lowest
+    return indices

@@ -183,7 +183,7 @@ def patch_rl_zoo3(enjoy: bool = False) -> None:
     """
     rl_zoo3.utils.ALGOS["ppo_mask"] = _EnjoyMaskablePPO if enjoy else MaskablePPO
     rl_zoo3.exp_manager.EvalCallback = MaskAwareEvalCallback  # type: ignore[misc]
-    rl_zoo3.exp_manager.TrialEvalCallback = MaskAwareTrialEvalCallback  # type: ignore[misc]
+    rl_zoo3.exp_manager.TrialEvalCallback = MaskAwareTrialEvalCallback  # type: ignore[misc, assignment]
     rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER["ppo_mask"] = sample_ppo_mask_params
     rl_zoo3.hyperparams_opt.HYPERPARAMS_CONVERTER["ppo_mask"] = rl_zoo3.hyperparams_opt.convert_onpolicy_params
     if enjoy:

@@ -36,9 +36,10 @@ def _table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     lines = [header, "-" * len(header)]
     for split, players in results.items():
         for name, m in players.items():
+            solved = m["solved_attempts_per_min_actions"]
             lines.append(
                 f"{split:<10} {name:<18} {m['n_sentences']:>5} {m['success_rate']:>8.1%} {m['attempts']:>9.2f} "
-                f"{m['attempts_per_min_actions']:>8.3f} {m['solved_attempts_per_min_actions']:>15.3f}"
+                f"{m['attempts_per_min_actions']:>8.3f} {'-' if solved is None else f'{solved:.3f}':>15}"
             )
     return "\n".join(lines)
 
@@ -91,7 +92,9 @@ def main() -> None:
             results[split][name]["seconds"] = time.perf_counter() - start
         # The seed's search as it was meant: attempts counted until it finds the parse, with no step limit
         max_len = env.unwrapped.max_len  # type: ignore[attr-defined]
-        unlimited = gym.make(env_id, sentences=[" ".join(s) for s in sentences], split="all", max_len=max_len, max_steps=_NO_LIMIT)
+        unlimited = gym.make(
+            env_id, sentences=[" ".join(s) for s in sentences], split="all", max_len=max_len, max_steps=_NO_LIMIT
+        )
         results[split]["top-down, no limit"] = evaluate_player(unlimited, TopDownPlayer(), sentences)
     report.update(env_id=env_id, results=results)
     print(_table(results))

@@ -36,6 +36,7 @@ def _format_row(row: dict) -> str:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
     parser.add_argument("--env", default="LinguisticParse-v0", help="registered env id")
+    parser.add_argument("--env-kwargs", type=json.loads, default={}, help="gym.make keyword arguments as JSON")
     parser.add_argument("--steps", type=int, default=1_000_000, help="environment steps in all")
     parser.add_argument("--checkpoints", type=int, default=10, help="rows of the memory table")
     parser.add_argument("--policy", choices=("masked", "uniform"), default="masked", help="random over allowed or all actions")
@@ -53,13 +54,13 @@ def main() -> None:
         raise SystemExit(f"need --steps >= --checkpoints >= 1, got --steps {args.steps} --checkpoints {args.checkpoints}")
     gc.collect()
     rss_start = rss_mib()
-    env = gym.make(args.env)
+    env = gym.make(args.env, **args.env_kwargs)
     parse_env = env.unwrapped
     rng = np.random.default_rng(args.seed)
     env.reset(seed=args.seed)
     gc.collect()
     rss_after_make = rss_mib()
-    # Analyse every sentence once, so that the oracle's cache is full before memory is watched.
+    # Analyse every sentence once, so that the oracle's cache is full (or evicting) before memory is watched.
     for sentence in parse_env.sentences:
         parse_env.oracle.analyze(sentence)
     gc.collect()
@@ -99,6 +100,7 @@ def main() -> None:
     growth = rows[-1]["rss_mib"] - rows[0]["rss_mib"]
     summary = {
         "env": args.env,
+        "env_kwargs": args.env_kwargs,
         "policy": args.policy,
         "expert_fraction": args.expert_fraction,
         "success_rate": successes / max(episodes, 1),

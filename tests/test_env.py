@@ -76,7 +76,7 @@ def test_wasted_attempts_change_nothing() -> None:
     obs, info = env.reset(seed=1)
     n_tokens = len(info["sentence"].split())
     padding_action = n_tokens * env.n_columns  # first cell of the first padding row
-    obs2, reward, terminated, truncated, info = env.step(padding_action)
+    obs2, reward, terminated, _, info = env.step(padding_action)
     assert np.array_equal(obs2["history"], obs["history"]) and reward == 0 and not terminated
     obs3, *_ = env.step(3)
     obs4, reward, *_ , info = env.step(3)
@@ -138,7 +138,8 @@ def test_same_seed_same_sentences_and_trajectories() -> None:
         obs, info = env.reset(seed=seed)
         trace.append(info["sentence"])
         for _ in range(200):
-            obs, reward, terminated, truncated, info = env.step(env.action_space.sample(mask=env.action_masks().astype(np.int8)))
+            action = env.action_space.sample(mask=env.action_masks().astype(np.int8))
+            obs, reward, terminated, truncated, info = env.step(action)
             trace.append((obs["history"].tobytes(), reward, terminated, truncated, info["sentence"]))
             if terminated or truncated:
                 obs, info = env.reset()

@@ -16,6 +16,7 @@ GOAL_KEYS = ("achieved_goal", "desired_goal")
 EXTRACTORS = [
     pytest.param(TokenMLPExtractor, dict(features_dim=24, embed_dim=16), id="mlp"),
     pytest.param(TokenMLPExtractor, dict(features_dim=24, embed_dim=16, n_layers=1, pooling="max"), id="mlp-max"),
+    pytest.param(TokenMLPExtractor, dict(embed_dim=8, pooling="tokens"), id="mlp-tokens"),
     pytest.param(TokenConvExtractor, dict(features_dim=24, embed_dim=16, kernel_size=3), id="conv"),
     pytest.param(
         TokenConvExtractor, dict(features_dim=24, embed_dim=16, kernel_size=5, n_layers=3, pooling="mean"), id="conv-wide"
@@ -84,8 +85,9 @@ def test_output_shape_and_dtype(extractor_class: type, kwargs: dict, goal: bool,
     rng = np.random.default_rng(0)
     lengths = list(rng.integers(1, N_ROWS + 1, size=batch_size))
     out = features(extractor, random_obs(space, lengths, rng))
-    assert extractor.features_dim == kwargs["features_dim"]
-    assert out.shape == (batch_size, kwargs["features_dim"])
+    expected_dim = N_ROWS * kwargs["embed_dim"] if kwargs.get("pooling") == "tokens" else kwargs["features_dim"]
+    assert extractor.features_dim == expected_dim
+    assert out.shape == (batch_size, expected_dim)
     assert out.dtype == th.float32
     assert th.isfinite(out).all()
 
@@ -115,8 +117,8 @@ def test_padding_never_leaks(extractor_class: type, kwargs: dict, goal: bool) ->
 def test_more_padding_rows_change_nothing(extractor_class: type, kwargs: dict) -> None:
     # Stricter than junk in padding rows: padding rows that the network itself fills (biases, positions) must not
     # reach real rows either, so the same weights give the same features whatever L is
-    if kwargs.get("positional_encoding") == "learned":
-        pytest.skip("learned positions have one parameter per row, so no weights fit two values of L")
+    if kwargs.get("positional_encoding") == "learned" or kwargs.get("pooling") == "tokens":
+        pytest.skip("learned positions and per-row features have parameters per row, so no weights fit two values of L")
     rng = np.random.default_rng(4)
     lengths = [1, 4, N_ROWS]
     short_space, long_space = make_space(goal=True), make_space(goal=True, n_rows=N_ROWS + 3)

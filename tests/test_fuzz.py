@@ -119,6 +119,31 @@ def test_mutated_builtin_grammars_load_or_raise_grammar_error(text: str) -> None
     _load(text)
 
 
+# Lines wrong whatever surrounds them, each with what the error must say.
+MALFORMED_LINES = [
+    ("Det N", "missing '=>'"),
+    ("S -> NP VP", "RuleSet.from_nltk"),
+    ("=> NP", "empty pattern"),
+    ("Det N =>  # no label", "no label"),
+    ("Det N => NP VP", "2 labels"),
+    ("a => b => C", "several '=>'"),
+    ("'the => Det", "unterminated quote"),
+    ("the => 'Det'", "is quoted"),
+    ("%begin S", "unknown directive"),
+]
+
+
+@settings(FUZZ, max_examples=300)
+@given(st.sampled_from(BUILTIN_TEXTS), st.sampled_from(MALFORMED_LINES), st.integers(0, 40), st.sampled_from(["\n", "\r\n"]))
+def test_a_malformed_line_is_named_wherever_it_is(text: str, malformed: tuple[str, str], where: int, newline: str) -> None:
+    lines = text.splitlines()
+    where = min(where, len(lines))
+    lines.insert(where, malformed[0])
+    with pytest.raises(GrammarError, match=f"^line {where + 1}: ") as error:
+        RuleSet.from_text(newline.join(lines))
+    assert malformed[1] in str(error.value)
+
+
 @settings(FUZZ, max_examples=300)
 @given(st.lists(st.sampled_from(NLTK_FRAGMENTS), max_size=30).map("".join))
 def test_nltk_notation_loads_or_raises_grammar_error(text: str) -> None:

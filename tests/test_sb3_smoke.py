@@ -1,5 +1,9 @@
 """A few thousand steps of each SB3 learner on LinguisticParse-v0, through the plain SB3 API."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -42,3 +46,12 @@ def test_learner_runs_and_predicts_valid_actions(algo: type, kwargs: dict) -> No
         assert env.unwrapped.action_masks()[int(action)]
     ep_info = list(model.ep_info_buffer)
     assert ep_info and all(np.isfinite(e["r"]) for e in ep_info)
+
+
+def test_quickstart_script_trains_and_reports_held_out_success() -> None:
+    script = Path(__file__).resolve().parents[1] / "scripts" / "quickstart.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--steps", "256", "--sentences", "5"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert "agent: held-out parse success" in result.stdout

@@ -1,6 +1,10 @@
 """Every exported extractor trains with PPO, MaskablePPO and DQN on both env ids; DQN trains with HerReplayBuffer."""
 
+import importlib.util
+import json
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -157,3 +161,20 @@ def test_maskable_ppo_reads_masks_through_the_goal_wrapper() -> None:
 def test_goal_env_id_is_wrapped() -> None:
     env = gym.make("LinguisticParseGoal-v0")
     assert isinstance(env.get_wrapper_attr("compute_reward").__self__, ParseGoalWrapper)
+
+
+def test_her_comparison_script_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    path = Path(__file__).parents[1] / "scripts" / "her_vs_no_her.py"
+    spec = importlib.util.spec_from_file_location("her_vs_no_her", path)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    output = tmp_path / "her.json"
+    argv = ["her_vs_no_her.py", "--steps", "200", "--learning-starts", "50", "--seeds", "0", "--n-sampled-goal", "2", "0"]
+    argv += ["--eval-points", "1", "--eval-sentences", "3", "--output", str(output)]
+    monkeypatch.setattr(sys, "argv", argv)
+    script.main()
+    assert "| HerReplayBuffer (future, n_sampled_goal=2) | 0 |" in capsys.readouterr().out
+    results = json.loads(output.read_text())["results"]
+    assert [r["n_sampled_goal"] for r in results] == [2, 0]
+    assert all(0.0 <= r["success_rate"] <= 1.0 and r["steps"] == 200 for r in results)

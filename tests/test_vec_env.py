@@ -134,7 +134,8 @@ def test_sb3_algorithms_train_on_the_batched_env(algo: str) -> None:
     from sb3_contrib import MaskablePPO
     from stable_baselines3 import DQN, PPO
 
-    vec_env = make_parse_vec_env(n_envs=4, seed=0, env_kwargs=dict(n_sentences=50), monitor_kwargs=dict(info_keywords=("is_success",)))
+    monitor_kwargs = dict(info_keywords=("is_success",))
+    vec_env = make_parse_vec_env(n_envs=4, seed=0, env_kwargs=dict(n_sentences=50), monitor_kwargs=monitor_kwargs)
     if algo == "dqn":
         model: Any = DQN("MultiInputPolicy", vec_env, learning_starts=50, buffer_size=1000, seed=0)
     else:

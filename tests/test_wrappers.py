@@ -44,12 +44,12 @@ CUSTOM = {
         C => S
         C '?' => Q
     """,
-    # comment and directive characters as tokens, in an ambiguous binary rule
+    # comment, directive and arrow characters as tokens, in an ambiguous binary rule
     "symbols": """
         %start S
         S '#' S => S
         '%' => S
-        b ',' => S
+        b '=>' => S
     """,
 }
 SMALL = dict(min_len=1, max_len=6, n_sentences=40, max_parses=50)

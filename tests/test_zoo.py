@@ -19,7 +19,7 @@ from sb3_parsing.evaluation import load_agent
 ROOT = Path(__file__).resolve().parents[1]
 # Small runs: every value a test does not care about is shrunk so that the whole file takes about a minute
 SMALL_PPO = ["n_envs:2", "n_steps:64", "batch_size:64", "n_epochs:1"]
-SMALL_DQN = ["n_envs:2", "learning_starts:64", "batch_size:32", "buffer_size:2000"]
+SMALL_DQN = ["n_envs:2", "learning_starts:128", "batch_size:32", "buffer_size:2000"]
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -52,7 +52,11 @@ def test_shipped_configs(algo):
 
 @pytest.mark.parametrize(
     ("algo", "env_id", "small"),
-    [("ppo", "LinguisticParse-v0", SMALL_PPO), ("dqn", "LinguisticParse-v0", SMALL_DQN), ("dqn", "LinguisticParseGoal-v0", SMALL_DQN)],
+    [
+        ("ppo", "LinguisticParse-v0", SMALL_PPO),
+        ("dqn", "LinguisticParse-v0", SMALL_DQN),
+        ("dqn", "LinguisticParseGoal-v0", SMALL_DQN),
+    ],
 )
 def test_plain_rl_zoo3_train_enjoy(tmp_path, algo, env_id, small):
     """The documented plain rl_zoo3 commands, unmodified, then the saved model loads and evaluates."""
@@ -77,7 +81,7 @@ def test_ppo_mask_train_enjoy_evaluate(tmp_path):
         "--seed", "0", "--hyperparams", *SMALL_PPO,
         cwd=tmp_path,
     )  # fmt: skip
-    assert "eval/" in out.stdout and "rollout/attempts" in out.stdout
+    assert "eval/" in out.stdout and "attempts_per_min_actions" in out.stdout
     folder = logs / "ppo_mask" / "LinguisticParse-v0_1"
     assert "zoo_configs/ppo_mask.yml" in (folder / "LinguisticParse-v0" / "args.yml").read_text()
     assert (folder / "evaluations.npz").is_file()
@@ -87,7 +91,8 @@ def test_ppo_mask_train_enjoy_evaluate(tmp_path):
     _run("-m", "sb3_parsing.zoo", "enjoy", *common, "--no-render", "-n", "60", cwd=tmp_path)
 
     report = tmp_path / "eval.json"
-    out = _run(str(ROOT / "scripts" / "evaluate.py"), str(folder), "--n-test", "5", "--n-long", "3", "--json", str(report), cwd=tmp_path)
+    script = str(ROOT / "scripts" / "evaluate.py")
+    out = _run(script, str(folder), "--n-test", "5", "--n-long", "3", "--json", str(report), cwd=tmp_path)
     assert "top-down search" in out.stdout and "expert" in out.stdout
     results = yaml.safe_load(report.read_text())["results"]
     for players in results.values():
@@ -99,9 +104,10 @@ def test_ppo_mask_train_enjoy_evaluate(tmp_path):
 def test_ppo_mask_optimize_shared_storage(tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     _run(
-        "-m", "sb3_parsing.zoo", "optimize", "--algo", "ppo_mask", "--env", "LinguisticParse-v0", "-f", str(tmp_path / "logs"),
-        "-n", "256", "--n-trials", "1", "--n-jobs", "1", "--sampler", "random", "--pruner", "none", "--n-evaluations", "1",
-        "--eval-episodes", "2", "--no-optim-plots", "--storage", storage, "--study-name", "shared", "--hyperparams", "n_envs:2",
+        "-m", "sb3_parsing.zoo", "optimize", "--algo", "ppo_mask", "--env", "LinguisticParse-v0",
+        "-f", str(tmp_path / "logs"), "-n", "256", "--n-trials", "1", "--n-jobs", "1", "--sampler", "random",
+        "--pruner", "none", "--n-evaluations", "1", "--eval-episodes", "2", "--no-optim-plots",
+        "--storage", storage, "--study-name", "shared", "--hyperparams", "n_envs:2",
         cwd=tmp_path,
     )  # fmt: skip
     study = optuna.load_study(study_name="shared", storage=storage)

@@ -1,0 +1,72 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from sb3_contrib import MaskablePPO
+from stable_baselines3 import PPO
+
+import sb3_parsing  # noqa: F401  (registers the env ids)
+from sb3_parsing.extractors import TokenConvExtractor
+from sb3_parsing.policies import MaskableTokenPolicy, TokenActionHead, TokenPolicy
+
+
+def test_token_action_head_scores_each_row_from_its_own_latent() -> None:
+    head = TokenActionHead(n_rows=4, token_dim=3, n_columns=5)
+    latent = th.randn(2, 4 * 3)
+    logits = head(latent)
+    assert logits.shape == (2, 4 * 5)
+    changed = latent.clone()
+    changed[:, 3:6] += 1.0  # row 1 only
+    diff = (head(changed) - logits).abs().view(2, 4, 5).sum(dim=(0, 2))
+    assert diff[1] > 0 and diff[0] == diff[2] == diff[3] == 0
+    # action m * n_columns + n reads row m: the same weights for every row
+    row = head.linear(latent.view(2, 4, 3)[:, 2])
+    assert th.allclose(logits[:, 2 * 5 : 3 * 5], row)
+
+
+@pytest.mark.parametrize(("algo", "policy"), [(MaskablePPO, MaskableTokenPolicy), (PPO, TokenPolicy)])
+@pytest.mark.parametrize("env_id", ["LinguisticParse-v0", "LinguisticParseGoal-v0"])
+def test_token_policies_train_on_both_env_ids(algo: type, policy: type, env_id: str) -> None:
+    th.set_num_threads(1)
+    env = gym.make(env_id, max_steps=16)
+    policy_kwargs = dict(features_extractor_kwargs=dict(embed_dim=16, n_layers=1, n_heads=2, ff_dim=16))
+    model = algo(policy, env, n_steps=64, batch_size=32, n_epochs=1, policy_kwargs=policy_kwargs, seed=0)
+    before = [p.detach().clone() for p in model.policy.action_net.parameters()]
+    model.learn(128)
+    assert isinstance(model.policy.action_net, TokenActionHead)
+    after = list(model.policy.action_net.parameters())
+    assert any(not th.equal(a, b) for a, b in zip(before, after, strict=True))  # the head is in the optimizer
+    obs, _ = env.reset(seed=0)
+    mask = env.unwrapped.action_masks()
+    kwargs = {"action_masks": mask} if algo is MaskablePPO else {}
+    action, _ = model.predict(obs, deterministic=True, **kwargs)
+    assert 0 <= int(action) < env.action_space.n
+    if algo is MaskablePPO:
+        assert mask[int(action)]
+
+
+def test_token_policy_with_another_extractor() -> None:
+    env = gym.make("LinguisticParse-v0")
+    policy_kwargs = dict(features_extractor_class=TokenConvExtractor, features_extractor_kwargs=dict(embed_dim=8))
+    model = MaskablePPO(MaskableTokenPolicy, env, n_steps=32, batch_size=32, policy_kwargs=policy_kwargs)
+    assert model.policy.features_extractor.features_dim == 16 * 8
+
+
+def test_pooled_features_are_refused_with_a_fix() -> None:
+    env = gym.make("LinguisticParse-v0")
+    with pytest.raises(ValueError, match="pooling='tokens'"):
+        MaskablePPO(MaskableTokenPolicy, env, policy_kwargs=dict(net_arch=dict(pi=[33], vf=[8])))
+
+
+def test_masked_cells_are_never_chosen() -> None:
+    env = gym.make("LinguisticParse-v0")
+    model = MaskablePPO(MaskableTokenPolicy, env, n_steps=32, batch_size=32, seed=1)
+    obs, _ = env.reset(seed=3)
+    for _ in range(10):
+        mask = env.unwrapped.action_masks()
+        action, _ = model.predict(obs, action_masks=mask)
+        assert mask[int(action)]
+        obs, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            break
+    assert np.asarray(obs["history"]).sum() > 0
