@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import re
 import warnings
 from dataclasses import dataclass
@@ -347,21 +348,32 @@ class RuleSet:
 
     def _shortest(self, combine: Callable[[list[int]], int]) -> dict[str, int]:
         """
-        Least value over derivation trees of each label, by a fixed point over the rules.
+        Least value over derivation trees of each label (Knuth's generalization of Dijkstra's algorithm:
+        ``combine`` never gives less than its inputs, so a label's value is final when it is the least pending).
 
         :param combine: a rule's value from its pattern's values (terminals count 1)
         :return: the value of every productive label (an unproductive label derives no terminal string)
         """
+        waiting = [sum(s.is_label for s in rule.pattern) for rule in self.rules]  # labels of the pattern not final yet
+        users: dict[str, list[int]] = {}
+        for index, rule in enumerate(self.rules):
+            for symbol in rule.pattern:
+                if symbol.is_label:
+                    users.setdefault(symbol.name, []).append(index)
         best: dict[str, int] = {}
-        changed = True
-        while changed:
-            changed = False
-            for rule in self.rules:
-                if all(not s.is_label or s.name in best for s in rule.pattern):
-                    value = combine([best[s.name] if s.is_label else 1 for s in rule.pattern])
-                    if value < best.get(rule.label, value + 1):
-                        best[rule.label] = value
-                        changed = True
+        # Rules whose patterns are all terminals start the search.
+        pending = [(combine([1] * len(r.pattern)), r.label) for r, count in zip(self.rules, waiting, strict=True) if not count]
+        heapq.heapify(pending)
+        while pending:
+            value, label = heapq.heappop(pending)
+            if label in best:
+                continue
+            best[label] = value
+            for index in users.get(label, []):
+                waiting[index] -= 1
+                if waiting[index] == 0:
+                    rule = self.rules[index]
+                    heapq.heappush(pending, (combine([best[s.name] if s.is_label else 1 for s in rule.pattern]), rule.label))
         return best
 
     def _check_productive(self) -> None:
@@ -414,21 +426,20 @@ def unary_chain_order(rules: tuple[Rule, ...] | list[Rule]) -> list[Rule] | None
     :return: the ordered unary rules, or ``None`` when they form a cycle
     """
     chain = [r for r in rules if r.is_unary_chain]
-    indegree = {r.pattern[0].name: 0 for r in chain}
+    indegree: dict[str, int] = {}
+    outgoing: dict[str, list[Rule]] = {}
     for rule in chain:
-        indegree[rule.label] = indegree.get(rule.label, 0)
-    for rule in chain:
-        indegree[rule.label] += 1
+        indegree.setdefault(rule.pattern[0].name, 0)
+        indegree[rule.label] = indegree.get(rule.label, 0) + 1
+        outgoing.setdefault(rule.pattern[0].name, []).append(rule)
     ready = [label for label, degree in indegree.items() if degree == 0]
     order: list[Rule] = []
     while ready:
-        label = ready.pop()
-        for rule in chain:
-            if rule.pattern[0].name == label:
-                order.append(rule)
-                indegree[rule.label] -= 1
-                if indegree[rule.label] == 0:
-                    ready.append(rule.label)
+        for rule in outgoing.get(ready.pop(), []):
+            order.append(rule)
+            indegree[rule.label] -= 1
+            if indegree[rule.label] == 0:
+                ready.append(rule.label)
     return order if len(order) == len(chain) else None
 
 

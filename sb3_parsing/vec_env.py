@@ -115,6 +115,7 @@ class LinguisticParseVecEnv(VecEnv):
         self._compiled: dict[tuple[str, ...], _Sentence] = {}
         self._actions = np.zeros(n, dtype=np.int64)
         self._needs_reset = True
+        self.spec: gym.envs.registration.EnvSpec | None = None  # the registered id, when made from one (VecMonitor logs it)
         super().__init__(n, env.observation_space, env.action_space)
         self.metadata = {**env.metadata, **self.metadata}
 
@@ -333,6 +334,7 @@ def make_parse_vec_env(
     if spec.entry_point not in (LinguisticParseEnv, "sb3_parsing.env:LinguisticParseEnv"):
         raise ValueError(f"{env_id} is made by {spec.entry_point}, not LinguisticParseEnv: it cannot be batched")
     vec_env = LinguisticParseVecEnv(n_envs, {**spec.kwargs, **(env_kwargs or {})})
+    vec_env.spec = spec
     vec_env.seed(seed)
     filename = None if monitor_dir is None else os.path.join(monitor_dir, "0")
     return VecMonitor(vec_env, filename=filename, **(monitor_kwargs or {}))
@@ -370,6 +372,7 @@ def batched_vec_env(venv: VecEnv) -> VecEnv:
     venv.close()  # closes the Monitor files, which the VecMonitor below takes over
     batched = LinguisticParseVecEnv(venv.num_envs, dict(spec.kwargs))
     batched._seeds = seeds
+    batched.spec = spec
     if monitor is None:
         return batched
     return VecMonitor(batched, filename=filename, info_keywords=monitor.info_keywords)

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import torch as th
 from sb3_contrib import MaskablePPO
-from stable_baselines3 import PPO
+from stable_baselines3 import DQN, PPO, HerReplayBuffer
 
 import sb3_parsing  # noqa: F401  (registers the env ids)
 from sb3_parsing.extractors import TokenConvExtractor
-from sb3_parsing.policies import MaskableTokenPolicy, TokenActionHead, TokenPolicy
+from sb3_parsing.policies import MaskableTokenPolicy, TokenActionHead, TokenDQNPolicy, TokenPolicy
 
 
 def test_token_action_head_scores_each_row_from_its_own_latent() -> None:
@@ -70,3 +70,21 @@ def test_masked_cells_are_never_chosen() -> None:
         if terminated or truncated:
             break
     assert np.asarray(obs["history"]).sum() > 0
+
+
+@pytest.mark.parametrize("env_id", ["LinguisticParse-v0", "LinguisticParseGoal-v0"])
+def test_token_dqn_policy_trains_with_and_without_her(env_id: str) -> None:
+    th.set_num_threads(1)
+    env = gym.make(env_id, max_steps=16)
+    her = dict(replay_buffer_class=HerReplayBuffer, replay_buffer_kwargs=dict(n_sampled_goal=2)) if "Goal" in env_id else {}
+    policy_kwargs = dict(features_extractor_kwargs=dict(embed_dim=16, n_layers=1, n_heads=2, ff_dim=16))
+    model = DQN(TokenDQNPolicy, env, learning_starts=64, buffer_size=1000, batch_size=16,
+                policy_kwargs=policy_kwargs, seed=0, **her)
+    head = model.policy.q_net.q_net[0]
+    assert isinstance(head, TokenActionHead)
+    before = head.linear.weight.detach().clone()
+    model.learn(160)
+    assert not th.equal(before, head.linear.weight)
+    obs, _ = env.reset(seed=0)
+    q_values = model.policy.q_net(model.policy.obs_to_tensor(obs)[0])
+    assert q_values.shape == (1, env.action_space.n)

@@ -50,6 +50,7 @@ def test_shipped_configs(algo):
         assert config["LinguisticParseGoal-v0"]["replay_buffer_class"] == "HerReplayBuffer"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("algo", "env_id", "small"),
     [
@@ -73,6 +74,7 @@ def test_plain_rl_zoo3_train_enjoy(tmp_path, algo, env_id, small):
     _run("-m", "rl_zoo3.enjoy", *common, "--no-render", "-n", "60", cwd=tmp_path)
 
 
+@pytest.mark.slow
 def test_ppo_mask_train_enjoy_evaluate(tmp_path):
     logs = tmp_path / "logs"
     common = ["--algo", "ppo_mask", "--env", "LinguisticParse-v0", "-f", str(logs)]
@@ -101,6 +103,7 @@ def test_ppo_mask_train_enjoy_evaluate(tmp_path):
         assert 0.0 <= players["agent (MaskablePPO)"]["success_rate"] <= 1.0
 
 
+@pytest.mark.slow
 def test_ppo_mask_optimize_shared_storage(tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     _run(
