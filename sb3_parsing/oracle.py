@@ -337,12 +337,15 @@ class Oracle:
                     need[child] = max(need[child], min(counts[child], -(-take // later)))
                     later *= counts[child]
                 wanted -= take
+        # Bit b stands for the b-th distinct cell of the chart: small integers, however many columns there are.
+        cells = sorted({item.cell for item in chart})
+        bit_of = {cell: bit for bit, cell in enumerate(cells)}
         built: dict[int, list[int]] = {}
         for index, item in enumerate(chart):
             wanted = need[index]
             if wanted == 0:
                 continue
-            own = 1 << item.cell
+            own = 1 << bit_of[item.cell]
             trees: list[int] = []
             for alternative in item.alternatives:
                 for parts in itertools.product(*(built[c] for c in alternative)):
@@ -356,7 +359,7 @@ class Oracle:
                     break
             built[index] = trees
         distinct = {bits for root in roots for bits in built.get(root, ())}
-        return {frozenset(_bit_indices(bits)) for bits in distinct}
+        return {frozenset(cells[bit] for bit in _bit_indices(bits)) for bits in distinct}
 
     def top_down_attempts(self, tokens: Sequence[str]) -> Iterator[int]:
         """

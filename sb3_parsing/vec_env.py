@@ -99,6 +99,7 @@ class LinguisticParseVecEnv(VecEnv):
         self.env_kwargs = dict(env_kwargs or {})
         n, n_actions = num_envs, env.obs_len * env.n_columns
         self._rows = np.arange(n)
+        self._row_offsets = self._rows * n_actions
         self._text = np.zeros((n, *env._text.shape), dtype=np.uint8)
         self._history = np.zeros((n, *env._history.shape), dtype=np.uint8)
         self._flat_history = self._history.reshape(n, n_actions)
@@ -111,6 +112,7 @@ class LinguisticParseVecEnv(VecEnv):
         self._n_actions = np.zeros(n, dtype=np.int64)
         self._matched = np.zeros(n, dtype=bool)
         self._sentences: list[_Sentence | None] = [None] * n
+        self._static_infos: list[tuple[str, int, bool, int]] = [("", 0, False, 0)] * n  # each env's _Sentence.info
         self._np_randoms: list[np.random.Generator | None] = [None] * n
         self._compiled: dict[tuple[str, ...], _Sentence] = {}
         self._actions = np.zeros(n, dtype=np.int64)
@@ -132,19 +134,21 @@ class LinguisticParseVecEnv(VecEnv):
         self._actions = np.asarray(actions, dtype=np.int64).reshape(self.num_envs)
 
     def step_wait(self) -> VecEnvStepReturn:
-        env, rows, cells = self.env, self._rows, self._actions
+        env, rows, cells, n_actions = self.env, self._rows, self._actions, self._mask.shape[1]
         if self._needs_reset:
             raise RuntimeError("call reset() before step()")
-        if cells.min() < 0 or cells.max() >= self._mask.shape[1]:
-            bad = cells[(cells < 0) | (cells >= self._mask.shape[1])]
-            raise ValueError(f"actions {bad.tolist()} are outside the action space Discrete({self._mask.shape[1]})")
+        if cells.min() < 0 or cells.max() >= n_actions:
+            bad = cells[(cells < 0) | (cells >= n_actions)]
+            raise ValueError(f"actions {bad.tolist()} are outside the action space Discrete({n_actions})")
         self._n_actions += 1
-        in_sentence = cells < self._n_cells
-        self._matched = self._constituent[rows, cells]  # False past the sentence: padded
-        new = in_sentence & (self._flat_history[rows, cells] == 0)
-        self._flat_history[rows[new], cells[new]] = 1
-        self._mask[rows[new], cells[new]] = False
-        gold = self._gold_index[rows, cells]
+        # Flat indices into the (N * n_actions) arrays: one gather or scatter per array, whatever N.
+        flat = self._row_offsets + cells
+        self._matched = self._constituent.ravel().take(flat)  # False past the sentence: padded
+        new = (cells < self._n_cells) & (self._flat_history.ravel().take(flat) == 0)
+        new_flat = flat[new]
+        self._flat_history.ravel()[new_flat] = 1
+        self._mask.ravel()[new_flat] = False
+        gold = self._gold_index.ravel().take(flat)
         hit = new & (gold >= 0)
         rewards = np.full(self.num_envs, -env.step_penalty)
         rewards[hit] += env.constituent_bonus
@@ -236,6 +240,7 @@ class LinguisticParseVecEnv(VecEnv):
         self._mask[i, :n_cells] = sentence.analysis.constituent_mask if env.mask_mode == "oracle" else True
         self._n_actions[i] = 0
         self._matched[i] = False
+        self._static_infos[i] = sentence.info
         text, n_parses, capped, min_actions = sentence.info
         return {
             "sentence": text,
@@ -258,17 +263,17 @@ class LinguisticParseVecEnv(VecEnv):
     def _infos(self, success: np.ndarray, truncated: np.ndarray) -> list[dict[str, Any]]:
         return [
             {
-                "sentence": sentence.info[0],  # type: ignore[union-attr]
-                "n_parses": sentence.info[1],  # type: ignore[union-attr]
-                "parses_capped": sentence.info[2],  # type: ignore[union-attr]
-                "min_actions": sentence.info[3],  # type: ignore[union-attr]
+                "sentence": sentence,
+                "n_parses": n_parses,
+                "parses_capped": capped,
+                "min_actions": min_actions,
                 "n_actions": n_actions,
                 "matched": matched,
                 "is_success": is_success,
                 "TimeLimit.truncated": is_truncated,
             }
-            for sentence, n_actions, matched, is_success, is_truncated in zip(
-                self._sentences,
+            for (sentence, n_parses, capped, min_actions), n_actions, matched, is_success, is_truncated in zip(
+                self._static_infos,
                 self._n_actions.tolist(),
                 self._matched.tolist(),
                 success.tolist(),

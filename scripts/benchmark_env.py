@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import platform
 import sys
 import time
@@ -221,9 +222,17 @@ class _EnvTimer(VecEnvWrapper):
 
 
 def training_share(n_timesteps: int, n_envs: int, seed: int = 0) -> list[dict[str, Any]]:
-    """Share of PPO / MaskablePPO wall time spent inside the env, DummyVecEnv against the batched env."""
+    """
+    Share of PPO / MaskablePPO wall time spent inside the env, DummyVecEnv against the batched env.
+
+    Torch runs on one thread: on a small shared machine two threads thrash (20x slower here), which would
+    make the env's share look smaller than it is.
+    """
     from sb3_contrib import MaskablePPO
     from stable_baselines3 import PPO
+
+    threads = th.get_num_threads()
+    th.set_num_threads(1)
 
     template = gym.make("LinguisticParse-v0").unwrapped
     assert isinstance(template, LinguisticParseEnv)
@@ -260,6 +269,7 @@ def training_share(n_timesteps: int, n_envs: int, seed: int = 0) -> list[dict[st
                 )
             )
             timed.close()
+    th.set_num_threads(threads)
     return rows
 
 
@@ -308,8 +318,8 @@ def main() -> None:
     args = parser.parse_args()
     quick = args.quick
     results: dict[str, Any] = {
-        "machine": f"{platform.processor() or platform.machine()}, {th.get_num_threads()} torch threads, "
-        f"Python {platform.python_version()}, no GPU used",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
+        f"numpy {np.__version__}, torch {th.__version__} (1 thread for training), no GPU",
         "command": "python scripts/benchmark_env.py" + (" --quick" if quick else ""),
     }
     print("single env ...", file=sys.stderr, flush=True)
