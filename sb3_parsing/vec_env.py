@@ -62,9 +62,13 @@ class _Sentence:
         n_actions = env.obs_len * env.n_columns
         tokens = analysis.tokens
         self.analysis = analysis
-        self.text_ones = (np.arange(len(tokens)), np.array([env._terminal_column[t] for t in tokens], dtype=np.intp))
+        self.text = np.zeros_like(env._text)
+        self.text[np.arange(len(tokens)), [env._terminal_column[t] for t in tokens]] = 1
         self.constituent = np.zeros(n_actions, dtype=bool)
         self.constituent[: analysis.n_cells] = analysis.constituent_mask
+        in_sentence = np.zeros(n_actions, dtype=bool)
+        in_sentence[: analysis.n_cells] = True
+        self.masks = {"history": in_sentence, "oracle": self.constituent}  # action masks at reset, by mask_mode
         gold_cells = np.flatnonzero(analysis.gold_cell_mask)
         # gold_index[cell]: row of the cell in ``member`` (-1: in no gold set); member[k, g]: cell k is in gold set g.
         self.gold_index = np.full(n_actions, -1, dtype=np.int32)
@@ -72,6 +76,7 @@ class _Sentence:
         self.member = np.ascontiguousarray(analysis.gold_membership[:, gold_cells].T, dtype=np.int32)
         self.gold_sizes = analysis.gold_sizes
         self.info = (" ".join(tokens), analysis.n_parses, analysis.parses_capped, analysis.min_actions)
+        self.base_info = dict(zip(("sentence", "n_parses", "parses_capped", "min_actions"), self.info, strict=True))
 
 
 class LinguisticParseVecEnv(VecEnv):
@@ -112,7 +117,7 @@ class LinguisticParseVecEnv(VecEnv):
         self._n_actions = np.zeros(n, dtype=np.int64)
         self._matched = np.zeros(n, dtype=bool)
         self._sentences: list[_Sentence | None] = [None] * n
-        self._static_infos: list[tuple[str, int, bool, int]] = [("", 0, False, 0)] * n  # each env's _Sentence.info
+        self._base_infos: list[dict[str, Any]] = [{} for _ in range(n)]  # each env's _Sentence.base_info
         self._np_randoms: list[np.random.Generator | None] = [None] * n
         self._compiled: dict[tuple[str, ...], _Sentence] = {}
         self._actions = np.zeros(n, dtype=np.int64)
@@ -227,30 +232,19 @@ class LinguisticParseVecEnv(VecEnv):
         n_sets, n_gold = sentence.member.shape[1], sentence.member.shape[0]
         if n_sets > self._missing.shape[1] or n_gold > self._member.shape[1]:
             self._grow(max(n_gold, self._member.shape[1]), max(n_sets, self._missing.shape[1]))
-        self._text[i] = 0
-        self._text[i][sentence.text_ones] = 1
+        self._text[i] = sentence.text
         self._history[i] = 0
         self._constituent[i] = sentence.constituent
         self._gold_index[i] = sentence.gold_index
         self._member[i, :n_gold, :n_sets] = sentence.member
         self._missing[i] = _NEVER
         self._missing[i, :n_sets] = sentence.gold_sizes
-        n_cells = self._n_cells[i] = sentence.analysis.n_cells
-        self._mask[i] = False
-        self._mask[i, :n_cells] = sentence.analysis.constituent_mask if env.mask_mode == "oracle" else True
+        self._n_cells[i] = sentence.analysis.n_cells
+        self._mask[i] = sentence.masks[env.mask_mode]
         self._n_actions[i] = 0
         self._matched[i] = False
-        self._static_infos[i] = sentence.info
-        text, n_parses, capped, min_actions = sentence.info
-        return {
-            "sentence": text,
-            "n_parses": n_parses,
-            "parses_capped": capped,
-            "min_actions": min_actions,
-            "n_actions": 0,
-            "matched": False,
-            "is_success": False,
-        }
+        self._base_infos[i] = sentence.base_info
+        return {**sentence.base_info, "n_actions": 0, "matched": False, "is_success": False}
 
     def _grow(self, n_gold: int, n_sets: int) -> None:
         """Make room for a sentence with more gold cells or gold sets than any so far."""
@@ -261,26 +255,16 @@ class LinguisticParseVecEnv(VecEnv):
         self._member, self._missing = member, missing
 
     def _infos(self, success: np.ndarray, truncated: np.ndarray) -> list[dict[str, Any]]:
-        return [
-            {
-                "sentence": sentence,
-                "n_parses": n_parses,
-                "parses_capped": capped,
-                "min_actions": min_actions,
-                "n_actions": n_actions,
-                "matched": matched,
-                "is_success": is_success,
-                "TimeLimit.truncated": is_truncated,
-            }
-            for (sentence, n_parses, capped, min_actions), n_actions, matched, is_success, is_truncated in zip(
-                self._static_infos,
-                self._n_actions.tolist(),
-                self._matched.tolist(),
-                success.tolist(),
-                truncated.tolist(),
-                strict=True,
-            )
-        ]
+        infos = []
+        columns = (self._n_actions.tolist(), self._matched.tolist(), success.tolist(), truncated.tolist())
+        for base, n_actions, matched, is_success, is_truncated in zip(self._base_infos, *columns, strict=True):
+            info = base.copy()  # copying the sentence's four fixed entries is the cheapest way to a new dict
+            info["n_actions"] = n_actions
+            info["matched"] = matched
+            info["is_success"] = is_success
+            info["TimeLimit.truncated"] = is_truncated
+            infos.append(info)
+        return infos
 
     def _observation(self) -> dict[str, np.ndarray]:
         return {"text": self._text.copy(), "history": self._history.copy()}
