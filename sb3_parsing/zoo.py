@@ -11,7 +11,7 @@ rl_zoo3's ``train()`` / ``enjoy()``:
    and :class:`MaskAwareTrialEvalCallback`, which evaluate ``MaskablePPO`` with the env's action masks (and
    any other model exactly as before), during training and in ``--optimize`` trials.
 3. ``rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER["ppo_mask"]`` (and ``HYPERPARAMS_CONVERTER``): an Optuna sampler
-   for MaskablePPO, :func:`sample_ppo_mask_params` (with the features extractor), so ``--optimize`` works
+   for MaskablePPO, :func:`sample_ppo_mask_params` (with the Transformer's size), so ``--optimize`` works
    (``--storage`` / ``--study-name`` for studies shared by several machines are rl_zoo3's own).
 4. In ``enjoy`` only, ``ppo_mask`` loads as :class:`_EnjoyMaskablePPO`, whose ``predict`` asks the env that
    rl_zoo3's ``enjoy`` created for the action masks (``enjoy`` passes none).
@@ -39,8 +39,6 @@ from sb3_contrib import MaskablePPO
 from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
 from sb3_contrib.common.maskable.utils import get_action_masks
 from stable_baselines3.common.vec_env import VecEnv
-
-from sb3_parsing.extractors import TokenTransformerExtractor
 
 __all__ = [
     "COMMANDS",
@@ -130,9 +128,9 @@ class MaskAwareTrialEvalCallback(MaskAwareEvalCallback):
 
 def sample_ppo_mask_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
     """
-    Optuna sampler for MaskablePPO: rl_zoo3's PPO search space plus the features extractor, SB3's default
-    (flatten the two matrices) or the Transformer with its width and depth (rl_zoo3's sampled ``policy_kwargs``
-    replace the YAML's, so the extractor is chosen here).
+    Optuna sampler for MaskablePPO with the shipped ``MaskableTokenPolicy``: rl_zoo3's PPO search space, where the
+    policy MLP is dropped (the per-row action head reads the token features directly) and the Transformer's width
+    and depth are searched instead (rl_zoo3's sampled ``policy_kwargs`` replace the YAML's).
 
     :param trial: the Optuna trial
     :param n_actions: unused (rl_zoo3's sampler signature)
@@ -140,13 +138,11 @@ def sample_ppo_mask_params(trial: optuna.Trial, n_actions: int, n_envs: int, add
     :param additional_args: rl_zoo3's extra arguments (HER, unused)
     """
     hyperparams = rl_zoo3.hyperparams_opt.sample_ppo_params(trial, n_actions, n_envs, additional_args)
-    if trial.suggest_categorical("features_extractor", ["flatten", "transformer"]) == "transformer":
-        embed_dim = trial.suggest_categorical("embed_dim", [32, 64, 128])
-        n_layers = trial.suggest_int("n_layers", 1, 3)
-        hyperparams["policy_kwargs"].update(
-            features_extractor_class=TokenTransformerExtractor,
-            features_extractor_kwargs=dict(features_dim=2 * embed_dim, embed_dim=embed_dim, n_layers=n_layers),
-        )
+    embed_dim = trial.suggest_categorical("embed_dim", [32, 64, 128])
+    n_layers = trial.suggest_int("n_layers", 1, 3)
+    policy_kwargs = hyperparams["policy_kwargs"]
+    policy_kwargs["net_arch"] = dict(pi=[], vf=policy_kwargs["net_arch"]["vf"])
+    policy_kwargs["features_extractor_kwargs"] = dict(embed_dim=embed_dim, n_layers=n_layers, n_heads=4, ff_dim=2 * embed_dim)
     return hyperparams
 
 

@@ -34,6 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-f", "--log-folder", type=Path, default=Path("logs"), help="rl_zoo3 log folder")
     parser.add_argument("--runs", nargs="*", type=Path, help="run folders (default: every run under the log folder)")
+    parser.add_argument("--labels", nargs="*", help="one legend label per run (default: <algo> / <run folder>)")
     parser.add_argument("--window", type=int, default=500, help="episodes in the rolling mean")
     parser.add_argument("--out", type=Path, default=Path("docs/learning_curves.png"))
     args = parser.parse_args()
@@ -42,9 +43,11 @@ def main() -> None:
     if not runs:
         parser.error(f"no rl_zoo3 runs under {args.log_folder}")
     fig, (ax_success, ax_ratio) = plt.subplots(1, 2, figsize=(11, 4))
-    for run in runs:
+    labels = args.labels or [f"{run.parent.name} / {run.name}" for run in runs]
+    if len(labels) != len(runs):
+        parser.error(f"{len(labels)} labels for {len(runs)} runs")
+    for run, label in zip(runs, labels, strict=True):
         episodes = load_run(run)
-        label = f"{run.parent.name} / {run.name}"
         rolling = episodes.rolling(args.window, min_periods=1)
         ax_success.plot(episodes["timesteps"], rolling["is_success"].mean(), label=label)
         ax_ratio.plot(episodes["timesteps"], rolling["ratio"].mean(), label=label)

@@ -115,7 +115,7 @@ def test_ppo_mask_optimize_shared_storage(tmp_path):
     )  # fmt: skip
     study = optuna.load_study(study_name="shared", storage=storage)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]
-    assert {"features_extractor", "learning_rate", "n_steps_pow"} <= set(study.trials[0].params)
+    assert {"embed_dim", "n_layers", "learning_rate", "n_steps_pow"} <= set(study.trials[0].params)
 
 
 def test_patch_is_local_and_idempotent():
