@@ -53,30 +53,70 @@ __all__ = ["LinguisticParseVecEnv", "batched_vec_env", "make_parse_vec_env"]
 _NEVER = np.iinfo(np.int32).max // 2
 # Methods that change an env: they go through the VecEnv's own reset/step, never through env_method.
 _STATEFUL_METHODS = frozenset({"reset", "step", "close"})
+# Codes of the cells that are in no gold set (gold cells hold their row in the gold-membership table, >= 0).
+_NOT_GOLD = -1  # a chart constituent: the action "matched"
+_NO_CONSTITUENT = -2  # no chart constituent, or a padding cell
 
 
 class _Sentence:
-    """What a reset copies into the batched arrays for one sentence (computed once per sentence)."""
+    """
+    What a reset copies into the batched arrays for one sentence (computed once per sentence, at its first reset).
 
-    def __init__(self, env: LinguisticParseEnv, analysis: SentenceAnalysis) -> None:
-        n_actions = env.obs_len * env.n_columns
+    Kept cheap to build: a short rollout meets most sentences of the pool for the first time.
+    """
+
+    __slots__ = ("_constituent", "_padded", "analysis", "code", "info", "n_gold", "n_sets", "reset_info", "step_info", "text")
+
+    def __init__(self, env: LinguisticParseEnv, analysis: SentenceAnalysis, n_actions: int) -> None:
         tokens = analysis.tokens
         self.analysis = analysis
-        self.text = np.zeros_like(env._text)
-        self.text[np.arange(len(tokens)), [env._terminal_column[t] for t in tokens]] = 1
-        self.constituent = np.zeros(n_actions, dtype=bool)
-        self.constituent[: analysis.n_cells] = analysis.constituent_mask
-        in_sentence = np.zeros(n_actions, dtype=bool)
-        in_sentence[: analysis.n_cells] = True
-        self.masks = {"history": in_sentence, "oracle": self.constituent}  # action masks at reset, by mask_mode
-        gold_cells = np.flatnonzero(analysis.gold_cell_mask)
-        # gold_index[cell]: row of the cell in ``member`` (-1: in no gold set); member[k, g]: cell k is in gold set g.
-        self.gold_index = np.full(n_actions, -1, dtype=np.int32)
-        self.gold_index[gold_cells] = np.arange(len(gold_cells), dtype=np.int32)
-        self.member = np.ascontiguousarray(analysis.gold_membership[:, gold_cells].T, dtype=np.int32)
-        self.gold_sizes = analysis.gold_sizes
+        self.text = np.zeros(env._text.shape, dtype=np.uint8)
+        self.text[range(len(tokens)), [env._terminal_column[t] for t in tokens]] = 1
+        # code[cell]: _NO_CONSTITUENT (padding or no chart constituent), _NOT_GOLD (a constituent in no gold set),
+        # else the cell's row in the gold-membership table (gold cells are chart constituents: the gold cell sets
+        # are the cells of the chart items of complete parses).
+        self.code = code = np.full(n_actions, _NO_CONSTITUENT, dtype=np.int32)
+        code[: analysis.n_cells][analysis.constituent_mask] = _NOT_GOLD
+        gold_cells = analysis.gold_cell_mask.nonzero()[0]
+        code[gold_cells] = np.arange(len(gold_cells), dtype=np.int32)
+        self.n_gold, self.n_sets = len(gold_cells), len(analysis.gold_sizes)
+        self._padded: tuple[np.ndarray, np.ndarray] | None = None
+        self._constituent: np.ndarray | None = None
         self.info = (" ".join(tokens), analysis.n_parses, analysis.parses_capped, analysis.min_actions)
-        self.base_info = dict(zip(("sentence", "n_parses", "parses_capped", "min_actions"), self.info, strict=True))
+        sentence, n_parses, parses_capped, min_actions = self.info
+        self.reset_info = {
+            "sentence": sentence,
+            "n_parses": n_parses,
+            "parses_capped": parses_capped,
+            "min_actions": min_actions,
+            "n_actions": 0,
+            "matched": False,
+            "is_success": False,
+        }
+        # The info of a step: copied, then n_actions and matched (and is_success or TimeLimit.truncated) overwritten.
+        # Holding all its keys already, the copy is never resized.
+        self.step_info = {**self.reset_info, "TimeLimit.truncated": False}
+
+    def constituent(self) -> np.ndarray:
+        """The chart cells: the action mask at reset with ``mask_mode="oracle"``."""
+        if self._constituent is None:
+            self._constituent = self.code != _NO_CONSTITUENT
+        return self._constituent
+
+    def padded(self, n_gold: int, n_sets: int) -> tuple[np.ndarray, np.ndarray]:
+        """
+        The gold-membership table and the gold-set counters at reset, padded to ``n_gold`` cells and ``n_sets`` sets.
+
+        ``member[k, g]``: gold cell ``k`` (see ``code``) is in gold set ``g``; ``missing[g]``: cells of set ``g``.
+        """
+        if self._padded is None or self._padded[0].shape != (n_gold, n_sets):
+            analysis = self.analysis
+            member = np.zeros((n_gold, n_sets), dtype=np.int32)
+            member[: self.n_gold, : self.n_sets] = analysis.gold_membership[:, analysis.gold_cell_mask].T
+            missing = np.full(n_sets, _NEVER, dtype=np.int32)  # the padding sets are never complete
+            missing[: self.n_sets] = analysis.gold_sizes
+            self._padded = member, missing
+        return self._padded
 
 
 class LinguisticParseVecEnv(VecEnv):
@@ -103,23 +143,32 @@ class LinguisticParseVecEnv(VecEnv):
         self.env = env = LinguisticParseEnv(**(env_kwargs or {}))
         self.env_kwargs = dict(env_kwargs or {})
         n, n_actions = num_envs, env.obs_len * env.n_columns
-        self._rows = np.arange(n)
-        self._row_offsets = self._rows * n_actions
+        self._row_offsets = np.arange(n) * n_actions
         self._text = np.zeros((n, *env._text.shape), dtype=np.uint8)
         self._history = np.zeros((n, *env._history.shape), dtype=np.uint8)
-        self._flat_history = self._history.reshape(n, n_actions)
         self._mask = np.zeros((n, n_actions), dtype=bool)
-        self._constituent = np.zeros((n, n_actions), dtype=bool)
-        self._gold_index = np.full((n, n_actions), -1, dtype=np.int32)
-        self._member = np.zeros((n, 0, 0), dtype=np.int32)
-        self._missing = np.full((n, 0), _NEVER, dtype=np.int32)
-        self._n_cells = np.zeros(n, dtype=np.int64)
+        self._code = np.full((n, n_actions), _NO_CONSTITUENT, dtype=np.int32)  # see _Sentence.code
+        self._fresh = np.zeros((n, n_actions), dtype=bool)  # cells of the sentence not set yet
+        self._in_sentence = np.tri(n_actions + 1, n_actions, -1, dtype=bool)  # [n_cells]: the first n_cells cells
+        # Flat views of the (N, n_actions) arrays: a step is one gather or scatter per array, whatever N.
+        self._flat_history = self._history.reshape(n * n_actions)
+        self._flat_mask = self._mask.reshape(n * n_actions)
+        self._flat_code = self._code.reshape(n * n_actions)
+        self._flat_fresh = self._fresh.reshape(n * n_actions)
+        self._member = np.zeros((n, 0, 0), dtype=np.int32)  # _member[i, k, g]: gold cell k of env i is in its set g
+        self._flat_member = self._member.reshape(0, 0)  # rows: (env, gold cell) pairs
+        self._missing = np.full((n, 0), _NEVER, dtype=np.int32)  # per env and gold set, how many cells are unset
         self._n_actions = np.zeros(n, dtype=np.int64)
         self._matched = np.zeros(n, dtype=bool)
         self._sentences: list[_Sentence | None] = [None] * n
-        self._base_infos: list[dict[str, Any]] = [{} for _ in range(n)]  # each env's _Sentence.base_info
+        self._step_infos: list[dict[str, Any]] = [{} for _ in range(n)]  # each env's _Sentence.step_info
         self._np_randoms: list[np.random.Generator | None] = [None] * n
         self._compiled: dict[tuple[str, ...], _Sentence] = {}
+        # The float32 rewards of a step (without, with a new gold cell, and on success), as LinguisticParseEnv adds
+        # them up in Python floats and DummyVecEnv stores them: set from the env's reward settings by _set_rewards.
+        self._rewards_key: tuple[float, float, float] | None = None
+        self._no_hit_rewards = np.zeros(n, dtype=np.float32)
+        self._hit_reward = self._success_reward = np.float32(0.0)
         self._actions = np.zeros(n, dtype=np.int64)
         self._needs_reset = True
         self.spec: gym.envs.registration.EnvSpec | None = None  # the registered id, when made from one (VecMonitor logs it)
@@ -139,37 +188,56 @@ class LinguisticParseVecEnv(VecEnv):
         self._actions = np.asarray(actions, dtype=np.int64).reshape(self.num_envs)
 
     def step_wait(self) -> VecEnvStepReturn:
-        env, rows, cells, n_actions = self.env, self._rows, self._actions, self._mask.shape[1]
+        env, cells, n_actions = self.env, self._actions, self._mask.shape[1]
         if self._needs_reset:
             raise RuntimeError("call reset() before step()")
-        if cells.min() < 0 or cells.max() >= n_actions:
+        if cells.view(np.uint64).max() >= n_actions:  # one test for both ends: a negative action is huge unsigned
             bad = cells[(cells < 0) | (cells >= n_actions)]
             raise ValueError(f"actions {bad.tolist()} are outside the action space Discrete({n_actions})")
-        self._n_actions += 1
+        rewards_key = (env.step_penalty, env.constituent_bonus, env.success_reward)
+        if rewards_key != self._rewards_key:
+            self._set_rewards(*rewards_key)
+        steps = self._n_actions
+        steps += 1
         # Flat indices into the (N * n_actions) arrays: one gather or scatter per array, whatever N.
         flat = self._row_offsets + cells
-        self._matched = self._constituent.ravel().take(flat)  # False past the sentence: padded
-        new = (cells < self._n_cells) & (self._flat_history.ravel().take(flat) == 0)
+        code = self._flat_code.take(flat)
+        self._matched = matched = code > _NO_CONSTITUENT  # False past the sentence: padded
+        new = self._flat_fresh.take(flat)
         new_flat = flat[new]
-        self._flat_history.ravel()[new_flat] = 1
-        self._mask.ravel()[new_flat] = False
-        gold = self._gold_index.ravel().take(flat)
-        hit = new & (gold >= 0)
-        rewards = np.full(self.num_envs, -env.step_penalty)
-        rewards[hit] += env.constituent_bonus
-        success = np.zeros(self.num_envs, dtype=bool)
-        if hit.any():
-            hit_rows = rows[hit]
-            self._missing[hit_rows] -= self._member[hit_rows, gold[hit]]
-            success[hit_rows] = (self._missing[hit_rows] == 0).any(axis=1)
-        rewards[success] += env.success_reward
-        truncated = ~success & (self._n_actions >= env.max_steps)
-        dones = success | truncated
-        infos = self._infos(success, truncated)
-        for i in np.flatnonzero(dones).tolist():
-            infos[i]["terminal_observation"] = {"text": self._text[i].copy(), "history": self._history[i].copy()}
-            self.reset_infos[i] = self._reset_env(i, None, {})
-        return self._observation(), rewards.astype(np.float32), dones, infos
+        self._flat_fresh[new_flat] = False
+        self._flat_history[new_flat] = 1
+        self._flat_mask[new_flat] = False
+        hit_rows = (new & (code >= 0)).nonzero()[0]  # envs that set a cell of a gold set
+        rewards = self._no_hit_rewards.copy()
+        dones = steps >= env.max_steps
+        won: list[int] = []
+        if hit_rows.size:
+            rewards[hit_rows] = self._hit_reward
+            # The counters of the gold sets holding the new cells move: member rows are (env, gold cell) pairs.
+            missing = self._missing.take(hit_rows, axis=0)
+            missing -= self._flat_member.take(hit_rows * self._member.shape[1] + code.take(hit_rows), axis=0)
+            self._missing[hit_rows] = missing
+            if not missing.all():  # some gold set is complete: those envs won
+                won_rows = hit_rows[(missing == 0).any(axis=1)]
+                rewards[won_rows] = self._success_reward
+                dones[won_rows] = True
+                won = won_rows.tolist()
+        # A dict with all the keys already, copied: the fastest way to N new dicts.
+        infos: list[dict[str, Any]] = list(map(dict.copy, self._step_infos))
+        for info, n_steps, is_matched in zip(infos, steps.tolist(), matched.tolist(), strict=True):
+            info["n_actions"] = n_steps
+            info["matched"] = is_matched
+        for i in won:
+            infos[i]["is_success"] = True
+        text, history = self._text, self._history
+        for i in dones.nonzero()[0].tolist():
+            info = infos[i]
+            if not info["is_success"]:
+                info["TimeLimit.truncated"] = True
+            info["terminal_observation"] = {"text": text[i].copy(), "history": history[i].copy()}
+            self.reset_infos[i] = self._auto_reset(i)
+        return self._observation(), rewards, dones, infos
 
     def action_masks(self) -> np.ndarray:
         """The action masks of the N envs, shape ``(num_envs, action_space.n)`` (for MaskablePPO)."""
@@ -212,7 +280,7 @@ class LinguisticParseVecEnv(VecEnv):
     def _compile(self, tokens: tuple[str, ...]) -> _Sentence:
         sentence = self._compiled.get(tokens)
         if sentence is None:
-            sentence = _Sentence(self.env, self.env.oracle.analyze(tokens))
+            sentence = _Sentence(self.env, self.env.oracle.analyze(tokens), self._mask.shape[1])
             if len(self._compiled) < 65536:  # bounded: reset options may bring any number of new sentences
                 self._compiled[tokens] = sentence
         return sentence
@@ -228,23 +296,41 @@ class LinguisticParseVecEnv(VecEnv):
             check_sentences(env.oracle, [tokens], env.obs_len)
         else:
             tokens = env.sentences[int(self._np_randoms[i].integers(len(env.sentences)))]  # type: ignore[union-attr]
-        sentence = self._sentences[i] = self._compile(tokens)
-        n_sets, n_gold = sentence.member.shape[1], sentence.member.shape[0]
-        if n_sets > self._missing.shape[1] or n_gold > self._member.shape[1]:
-            self._grow(max(n_gold, self._member.shape[1]), max(n_sets, self._missing.shape[1]))
+        return self._load(i, self._compile(tokens))
+
+    def _auto_reset(self, i: int) -> dict[str, Any]:
+        """``_reset_env(i, None, None)`` after the first reset (env ``i`` has its ``np_random``)."""
+        sentences = self.env.sentences
+        tokens = sentences[int(self._np_randoms[i].integers(len(sentences)))]  # type: ignore[union-attr]
+        sentence = self._compiled.get(tokens)
+        return self._load(i, self._compile(tokens) if sentence is None else sentence)
+
+    def _load(self, i: int, sentence: _Sentence) -> dict[str, Any]:
+        """Copy ``sentence`` into env ``i``'s rows of the batched arrays; return its reset info."""
+        _, max_gold, max_sets = self._member.shape
+        if sentence.n_gold > max_gold or sentence.n_sets > max_sets:
+            self._grow(max(sentence.n_gold, max_gold), max(sentence.n_sets, max_sets))
+        self._sentences[i] = sentence
         self._text[i] = sentence.text
         self._history[i] = 0
-        self._constituent[i] = sentence.constituent
-        self._gold_index[i] = sentence.gold_index
-        self._member[i, :n_gold, :n_sets] = sentence.member
-        self._missing[i] = _NEVER
-        self._missing[i, :n_sets] = sentence.gold_sizes
-        self._n_cells[i] = sentence.analysis.n_cells
-        self._mask[i] = sentence.masks[env.mask_mode]
+        self._code[i] = sentence.code
+        in_sentence = self._in_sentence[sentence.analysis.n_cells]
+        self._fresh[i] = in_sentence
+        self._mask[i] = sentence.constituent() if self.env.mask_mode == "oracle" else in_sentence
+        self._member[i], self._missing[i] = sentence.padded(*self._member.shape[1:])
         self._n_actions[i] = 0
         self._matched[i] = False
-        self._base_infos[i] = sentence.base_info
-        return {**sentence.base_info, "n_actions": 0, "matched": False, "is_success": False}
+        self._step_infos[i] = sentence.step_info
+        return sentence.reset_info.copy()
+
+    def _set_rewards(self, step_penalty: float, constituent_bonus: float, success_reward: float) -> None:
+        self._rewards_key = (step_penalty, constituent_bonus, success_reward)
+        reward = -step_penalty
+        self._no_hit_rewards = np.full(self.num_envs, reward, dtype=np.float32)
+        reward += constituent_bonus
+        self._hit_reward = np.float32(reward)
+        reward += success_reward
+        self._success_reward = np.float32(reward)
 
     def _grow(self, n_gold: int, n_sets: int) -> None:
         """Make room for a sentence with more gold cells or gold sets than any so far."""
@@ -253,18 +339,7 @@ class LinguisticParseVecEnv(VecEnv):
         missing = np.full((self.num_envs, n_sets), _NEVER, dtype=np.int32)
         missing[:, : self._missing.shape[1]] = self._missing
         self._member, self._missing = member, missing
-
-    def _infos(self, success: np.ndarray, truncated: np.ndarray) -> list[dict[str, Any]]:
-        infos = []
-        columns = (self._n_actions.tolist(), self._matched.tolist(), success.tolist(), truncated.tolist())
-        for base, n_actions, matched, is_success, is_truncated in zip(self._base_infos, *columns, strict=True):
-            info = base.copy()  # copying the sentence's four fixed entries is the cheapest way to a new dict
-            info["n_actions"] = n_actions
-            info["matched"] = matched
-            info["is_success"] = is_success
-            info["TimeLimit.truncated"] = is_truncated
-            infos.append(info)
-        return infos
+        self._flat_member = member.reshape(self.num_envs * n_gold, n_sets)
 
     def _observation(self) -> dict[str, np.ndarray]:
         return {"text": self._text.copy(), "history": self._history.copy()}
@@ -278,7 +353,7 @@ class LinguisticParseVecEnv(VecEnv):
         env._analysis = analysis
         env._text[...] = self._text[i]
         env._history[...] = self._history[i]
-        env._cells = set(np.flatnonzero(self._flat_history[i]).tolist())
+        env._cells = set(np.flatnonzero(self._history[i]).tolist())
         env._missing = analysis.gold_sizes - analysis.gold_membership[:, sorted(env._cells)].sum(axis=1, dtype=np.int32)
         env._mask[...] = self._mask[i]
         env._sentence_info = sentence.info
