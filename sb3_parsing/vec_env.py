@@ -65,19 +65,33 @@ class _Sentence:
     Kept cheap to build: a short rollout meets most sentences of the pool for the first time.
     """
 
-    __slots__ = ("_constituent", "_padded", "analysis", "code", "info", "n_gold", "n_sets", "reset_info", "step_info", "text")
+    __slots__ = (
+        "_constituent",
+        "_padded",
+        "analysis",
+        "code",
+        "gold_cells",
+        "info",
+        "n_gold",
+        "n_sets",
+        "reset_info",
+        "step_info",
+        "text",
+    )
 
     def __init__(self, env: LinguisticParseEnv, analysis: SentenceAnalysis, n_actions: int) -> None:
         tokens = analysis.tokens
         self.analysis = analysis
         self.text = np.zeros(env._text.shape, dtype=np.uint8)
-        self.text[range(len(tokens)), [env._terminal_column[t] for t in tokens]] = 1
+        n_symbols, columns = self.text.shape[1], env._terminal_column
+        self.text.put([m * n_symbols + columns[token] for m, token in enumerate(tokens)], 1)
         # code[cell]: _NO_CONSTITUENT (padding or no chart constituent), _NOT_GOLD (a constituent in no gold set),
         # else the cell's row in the gold-membership table (gold cells are chart constituents: the gold cell sets
         # are the cells of the chart items of complete parses).
-        self.code = code = np.full(n_actions, _NO_CONSTITUENT, dtype=np.int32)
+        self.code = code = np.empty(n_actions, dtype=np.int32)
+        code.fill(_NO_CONSTITUENT)
         code[: analysis.n_cells][analysis.constituent_mask] = _NOT_GOLD
-        gold_cells = analysis.gold_cell_mask.nonzero()[0]
+        self.gold_cells = gold_cells = analysis.gold_cell_mask.nonzero()[0]
         code[gold_cells] = np.arange(len(gold_cells), dtype=np.int32)
         self.n_gold, self.n_sets = len(gold_cells), len(analysis.gold_sizes)
         self._padded: tuple[np.ndarray, np.ndarray] | None = None
@@ -112,8 +126,9 @@ class _Sentence:
         if self._padded is None or self._padded[0].shape != (n_gold, n_sets):
             analysis = self.analysis
             member = np.zeros((n_gold, n_sets), dtype=np.int32)
-            member[: self.n_gold, : self.n_sets] = analysis.gold_membership[:, analysis.gold_cell_mask].T
-            missing = np.full(n_sets, _NEVER, dtype=np.int32)  # the padding sets are never complete
+            member[: self.n_gold, : self.n_sets] = analysis.gold_membership.take(self.gold_cells, axis=1).T
+            missing = np.empty(n_sets, dtype=np.int32)
+            missing.fill(_NEVER)  # the padding sets are never complete
             missing[: self.n_sets] = analysis.gold_sizes
             self._padded = member, missing
         return self._padded
@@ -191,7 +206,7 @@ class LinguisticParseVecEnv(VecEnv):
         env, cells, n_actions = self.env, self._actions, self._mask.shape[1]
         if self._needs_reset:
             raise RuntimeError("call reset() before step()")
-        if cells.view(np.uint64).max() >= n_actions:  # one test for both ends: a negative action is huge unsigned
+        if np.maximum.reduce(cells.view(np.uint64)) >= n_actions:  # one test for both ends: a negative action is huge unsigned
             bad = cells[(cells < 0) | (cells >= n_actions)]
             raise ValueError(f"actions {bad.tolist()} are outside the action space Discrete({n_actions})")
         rewards_key = (env.step_penalty, env.constituent_bonus, env.success_reward)

@@ -1,4 +1,3 @@
-from collections.abc import Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -28,14 +27,6 @@ EXTRACTORS = [
         id="transformer-learned",
     ),
 ]
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    n_threads = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(n_threads)
 
 
 def make_space(goal: bool, n_rows: int = N_ROWS) -> spaces.Dict:

@@ -27,7 +27,6 @@ def test_token_action_head_scores_each_row_from_its_own_latent() -> None:
 @pytest.mark.parametrize(("algo", "policy"), [(MaskablePPO, MaskableTokenPolicy), (PPO, TokenPolicy)])
 @pytest.mark.parametrize("env_id", ["LinguisticParse-v0", "LinguisticParseGoal-v0"])
 def test_token_policies_train_on_both_env_ids(algo: type, policy: type, env_id: str) -> None:
-    th.set_num_threads(1)
     env = gym.make(env_id, max_steps=16)
     policy_kwargs = dict(features_extractor_kwargs=dict(embed_dim=16, n_layers=1, n_heads=2, ff_dim=16))
     model = algo(policy, env, n_steps=64, batch_size=32, n_epochs=1, policy_kwargs=policy_kwargs, seed=0)
@@ -74,7 +73,6 @@ def test_masked_cells_are_never_chosen() -> None:
 
 @pytest.mark.parametrize("env_id", ["LinguisticParse-v0", "LinguisticParseGoal-v0"])
 def test_token_dqn_policy_trains_with_and_without_her(env_id: str) -> None:
-    th.set_num_threads(1)
     env = gym.make(env_id, max_steps=16)
     her = dict(replay_buffer_class=HerReplayBuffer, replay_buffer_kwargs=dict(n_sampled_goal=2)) if "Goal" in env_id else {}
     policy_kwargs = dict(features_extractor_kwargs=dict(embed_dim=16, n_layers=1, n_heads=2, ff_dim=16))

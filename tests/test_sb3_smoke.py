@@ -7,18 +7,12 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch as th
 from sb3_contrib import MaskablePPO
 from stable_baselines3 import DQN, PPO
 
 import sb3_parsing  # noqa: F401  (registers the env ids)
 
 TINY_NET = dict(net_arch=[32])
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    th.set_num_threads(1)
 
 
 def _make_env() -> gym.Env:

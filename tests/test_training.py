@@ -3,7 +3,6 @@
 import importlib.util
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +34,6 @@ ALGOS: dict[type[BaseAlgorithm], dict[str, Any]] = {
     DQN: dict(learning_starts=64, buffer_size=1_000, batch_size=32, train_freq=4, target_update_interval=64),
 }
 N_STEPS = 192
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    n_threads = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(n_threads)
 
 
 def test_every_exported_extractor_is_covered() -> None:
