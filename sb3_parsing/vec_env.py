@@ -67,11 +67,12 @@ class _Sentence:
 
     __slots__ = (
         "_constituent",
-        "_padded",
         "analysis",
         "code",
         "gold_cells",
+        "gold_sizes",
         "info",
+        "member",
         "n_gold",
         "n_sets",
         "reset_info",
@@ -94,7 +95,9 @@ class _Sentence:
         self.gold_cells = gold_cells = analysis.gold_cell_mask.nonzero()[0]
         code[gold_cells] = np.arange(len(gold_cells), dtype=np.int32)
         self.n_gold, self.n_sets = len(gold_cells), len(analysis.gold_sizes)
-        self._padded: tuple[np.ndarray, np.ndarray] | None = None
+        # member[k, g]: gold cell k (see code) is in gold set g; gold_sizes[g]: how many cells gold set g has.
+        self.member = analysis.gold_membership.take(gold_cells, axis=1).T
+        self.gold_sizes = analysis.gold_sizes
         self._constituent: np.ndarray | None = None
         self.info = (" ".join(tokens), analysis.n_parses, analysis.parses_capped, analysis.min_actions)
         sentence, n_parses, parses_capped, min_actions = self.info
@@ -116,22 +119,6 @@ class _Sentence:
         if self._constituent is None:
             self._constituent = self.code != _NO_CONSTITUENT
         return self._constituent
-
-    def padded(self, n_gold: int, n_sets: int) -> tuple[np.ndarray, np.ndarray]:
-        """
-        The gold-membership table and the gold-set counters at reset, padded to ``n_gold`` cells and ``n_sets`` sets.
-
-        ``member[k, g]``: gold cell ``k`` (see ``code``) is in gold set ``g``; ``missing[g]``: cells of set ``g``.
-        """
-        if self._padded is None or self._padded[0].shape != (n_gold, n_sets):
-            analysis = self.analysis
-            member = np.zeros((n_gold, n_sets), dtype=np.int32)
-            member[: self.n_gold, : self.n_sets] = analysis.gold_membership.take(self.gold_cells, axis=1).T
-            missing = np.empty(n_sets, dtype=np.int32)
-            missing.fill(_NEVER)  # the padding sets are never complete
-            missing[: self.n_sets] = analysis.gold_sizes
-            self._padded = member, missing
-        return self._padded
 
 
 class LinguisticParseVecEnv(VecEnv):
@@ -164,7 +151,8 @@ class LinguisticParseVecEnv(VecEnv):
         self._mask = np.zeros((n, n_actions), dtype=bool)
         self._code = np.full((n, n_actions), _NO_CONSTITUENT, dtype=np.int32)  # see _Sentence.code
         self._fresh = np.zeros((n, n_actions), dtype=bool)  # cells of the sentence not set yet
-        self._in_sentence = np.tri(n_actions + 1, n_actions, -1, dtype=bool)  # [n_cells]: the first n_cells cells
+        # _in_sentence[n_tokens]: the cells of the first n_tokens rows (the cells of a sentence of n_tokens tokens).
+        self._in_sentence = np.repeat(np.tri(env.obs_len + 1, env.obs_len, -1, dtype=bool), env.n_columns, axis=1)
         # Flat views of the (N, n_actions) arrays: a step is one gather or scatter per array, whatever N.
         self._flat_history = self._history.reshape(n * n_actions)
         self._flat_mask = self._mask.reshape(n * n_actions)
@@ -329,10 +317,14 @@ class LinguisticParseVecEnv(VecEnv):
         self._text[i] = sentence.text
         self._history[i] = 0
         self._code[i] = sentence.code
-        in_sentence = self._in_sentence[sentence.analysis.n_cells]
+        in_sentence = self._in_sentence[len(sentence.analysis.tokens)]
         self._fresh[i] = in_sentence
         self._mask[i] = sentence.constituent() if self.env.mask_mode == "oracle" else in_sentence
-        self._member[i], self._missing[i] = sentence.padded(*self._member.shape[1:])
+        # Past the sentence's gold cells and sets, _member keeps older sentences' entries: those rows are never
+        # read, and those sets' counters start at _NEVER, which they cannot count down to zero.
+        self._member[i, : sentence.n_gold, : sentence.n_sets] = sentence.member
+        self._missing[i] = _NEVER
+        self._missing[i, : sentence.n_sets] = sentence.gold_sizes
         self._n_actions[i] = 0
         self._matched[i] = False
         self._step_infos[i] = sentence.step_info
