@@ -199,7 +199,11 @@ def _zoo_args(path: Path) -> dict[str, Any]:
 
 
 def load_agent(
-    path: str | Path, algo: str | None = None, env_id: str | None = None, best: bool = False
+    path: str | Path,
+    algo: str | None = None,
+    env_id: str | None = None,
+    best: bool = False,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> tuple[BaseAlgorithm, str]:
     """
     Load a trained agent from an rl_zoo3 log folder (``logs/<algo>/<env_id>_<n>``) or a ``.zip``.
@@ -208,6 +212,7 @@ def load_agent(
     :param algo: ``ppo``, ``dqn`` or ``ppo_mask``; default: from rl_zoo3's ``args.yml``, else from the path
     :param env_id: the env the agent was trained on; default: from ``args.yml``, else ``LinguisticParse-v0``
     :param best: in a log folder, load ``best_model.zip`` (the best evaluation) rather than the final model
+    :param env_kwargs: keyword arguments of the env the agent plays (its grammar, lengths ...), as in training
     :return: the model and its env id
     """
     path = Path(path)
@@ -221,5 +226,5 @@ def load_agent(
     if not path.is_file():
         raise FileNotFoundError(f"no saved model at {path}")
     # HerReplayBuffer needs an env to be rebuilt; for the others the env only checks the spaces
-    env = DummyVecEnv([lambda: gym.make(env_id)])
+    env = DummyVecEnv([lambda: gym.make(env_id, **(env_kwargs or {}))])
     return ALGORITHMS[algo].load(path, env=env, device="cpu"), env_id

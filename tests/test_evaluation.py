@@ -104,6 +104,16 @@ def test_load_agent_from_zip(tmp_path):
         load_agent(tmp_path / "agent.zip")
 
 
+def test_load_agent_with_the_env_kwargs_it_was_trained_with(tmp_path):
+    task = dict(grammar="dyck", max_len=6, obs_len=8)
+    model = PPO("MultiInputPolicy", make_vec_env("LinguisticParse-v0", n_envs=1, env_kwargs=task), n_steps=32, batch_size=32)
+    model.save(tmp_path / "ppo" / "dyck.zip")
+    with pytest.raises(ValueError, match="Observation spaces do not match"):
+        load_agent(tmp_path / "ppo" / "dyck.zip")  # the default task has other spaces
+    loaded, _ = load_agent(tmp_path / "ppo" / "dyck.zip", env_kwargs=task)
+    assert loaded.observation_space == model.observation_space
+
+
 def test_parse_metrics_callback_logs_attempts(tmp_path):
     env = make_vec_env("LinguisticParse-v0", n_envs=2, env_kwargs=dict(max_steps=8))
     model = MaskablePPO("MultiInputPolicy", env, n_steps=32, batch_size=32, n_epochs=1)
