@@ -157,11 +157,8 @@ class Oracle:
             self._rules_of[rule.label].append(i)
         self._min_yield = ruleset.min_yield
         # _rest_yield[rule][i]: shortest yield of rule.pattern[i:]
-        self._rest_yield = {
-            rule: [sum(self._min_yield.get(s.name, 1) if s.is_label else 1 for s in rule.pattern[i:])
-                       for i in range(len(rule.pattern) + 1)]
-            for rule in ruleset.rules
-        }
+        yields = {rule: [ruleset.min_yield[s.name] if s.is_label else 1 for s in rule.pattern] for rule in ruleset.rules}
+        self._rest_yield = {rule: [sum(lengths[i:]) for i in range(len(lengths) + 1)] for rule, lengths in yields.items()}
         self.analyze = lru_cache(maxsize=cache_size)(self._analyze)
 
     # The cache is a per-instance lru_cache wrapper, which pickle cannot store: it travels as its size and restarts empty.
@@ -203,8 +200,9 @@ class Oracle:
                 f"sentence {' '.join(tokens)!r} has no complete parse with goal labels {', '.join(self.ruleset.start)} "
                 f"in {self.ruleset.name}; remove it or fix the grammar"
             )
-        n_parses = self._count_parses(chart, roots)
-        gold = sorted(self._gold_cell_sets(chart, roots), key=lambda cells: (len(cells), sorted(cells)))
+        counts = self._tree_counts(chart)
+        n_parses = sum(counts[r] for r in roots)  # as NLTK's chart parser counts trees
+        gold = sorted(self._gold_cell_sets(chart, roots, counts), key=lambda cells: (len(cells), sorted(cells)))
         n_cells = n * self.n_columns
         membership = np.zeros((len(gold), n_cells), dtype=np.int32)
         for row, cells in zip(membership, gold, strict=True):
@@ -288,14 +286,8 @@ class Oracle:
         return sorted(candidates)
 
     @staticmethod
-    def _count_parses(chart: list[_Constituent], roots: tuple[int, ...]) -> int:
-        """Number of distinct parse trees, as NLTK's chart parser counts them (children precede parents)."""
-        counts = Oracle._tree_counts(chart)
-        return sum(counts[r] for r in roots)
-
-    @staticmethod
     def _tree_counts(chart: list[_Constituent]) -> list[int]:
-        """Number of trees of each chart item (exact, however large)."""
+        """Number of trees of each chart item (exact, however large; children precede parents)."""
         counts = [0] * len(chart)
         for index, item in enumerate(chart):
             total = 0
@@ -307,7 +299,9 @@ class Oracle:
             counts[index] = total
         return counts
 
-    def _gold_cell_sets(self, chart: list[_Constituent], roots: tuple[int, ...]) -> set[frozenset[int]]:
+    def _gold_cell_sets(
+        self, chart: list[_Constituent], roots: tuple[int, ...], counts: list[int]
+    ) -> set[frozenset[int]]:
         """
         Distinct cell sets of the first ``max_parses`` parse trees.
 
@@ -317,7 +311,6 @@ class Oracle:
         cells (one bit per cell: a union is one integer ``|``), so the work grows with the trees kept, not with
         the depth of the recursion times the number of trees.
         """
-        counts = self._tree_counts(chart)
         need = [0] * len(chart)
         remaining = self.max_parses
         for root in roots:
