@@ -15,7 +15,7 @@ from torch import nn
 
 from sb3_parsing.extractors import TokenTransformerExtractor
 
-__all__ = ["MaskableTokenPolicy", "TokenActionHead", "TokenDQNPolicy", "TokenPolicy"]
+__all__ = ["MaskableTokenPolicy", "TokenActionHead", "TokenDQNPolicy", "TokenPolicy", "TokenQNetwork", "wasted_cells"]
 
 
 class TokenActionHead(nn.Module):
@@ -86,16 +86,70 @@ class MaskableTokenPolicy(_TokenHeadMixin, MaskableMultiInputActorCriticPolicy):
     """MaskablePPO policy for the parsing envs: per-token features (Transformer by default), per-row action logits."""
 
 
-class TokenDQNPolicy(DQNMultiInputPolicy):
-    """DQN policy for the parsing envs: per-token features (Transformer by default), per-row Q-values."""
+def wasted_cells(observations: dict[str, th.Tensor]) -> th.Tensor:
+    """
+    The actions that cannot change a parsing env's state, read from its observation: every cell of a padding row
+    (a zero ``text`` row) and every cell already set in ``history``.
 
-    def __init__(self, observation_space: spaces.Dict, action_space: spaces.Discrete, lr_schedule: Any, **kwargs: Any) -> None:
+    :param observations: a batch of (preprocessed) observations with ``text`` and ``history`` keys
+    :return: a boolean tensor ``(batch, rows * columns)`` in the action layout ``m * columns + n``
+    """
+    padding = observations["text"].sum(dim=-1) == 0
+    return (padding.unsqueeze(-1) | (observations["history"] > 0.5)).flatten(start_dim=1)
+
+
+class TokenQNetwork(QNetwork):
+    """
+    Q-network of :class:`TokenDQNPolicy`. With ``mask_wasted``, the cells that cannot change the state
+    (:func:`wasted_cells`) get a Q-value below every other cell's, with no gradient: they are never chosen greedily
+    and never bootstrapped from, and a transition that took one (while exploring) trains nothing.
+
+    :param mask_wasted: rank the wasted cells last
+    :param kwargs: keyword arguments of SB3's ``QNetwork``
+    """
+
+    def __init__(self, *, mask_wasted: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mask_wasted = mask_wasted
+
+    def forward(self, obs: dict[str, th.Tensor]) -> th.Tensor:  # type: ignore[override]
+        q_values = super().forward(obs)
+        if not self.mask_wasted:
+            return q_values
+        wasted = wasted_cells(obs)
+        floor = q_values.detach().min(dim=1, keepdim=True).values - 1.0
+        return th.where(wasted, floor, q_values)
+
+
+class TokenDQNPolicy(DQNMultiInputPolicy):
+    """
+    DQN policy for the parsing envs: per-token features (Transformer by default), per-row Q-values, and by default
+    no greedy action or bootstrap on a cell that cannot change the state (see :class:`TokenQNetwork`).
+
+    :param mask_wasted: rank padding rows and already-set cells last (DQN has no action masks: this reads them
+        from the observation)
+    :param kwargs: keyword arguments of SB3's DQN ``MultiInputPolicy``
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        action_space: spaces.Discrete,
+        lr_schedule: Any,
+        mask_wasted: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self.mask_wasted = mask_wasted
         kwargs.setdefault("net_arch", [])  # the Q-values come from the token head, not from an MLP
         super().__init__(observation_space, action_space, lr_schedule, **_with_token_features(kwargs))
 
     def make_q_net(self) -> QNetwork:
-        q_net = super().make_q_net()
+        net_args = self._update_features_extractor(self.net_args, features_extractor=None)
+        q_net = TokenQNetwork(mask_wasted=self.mask_wasted, **net_args)
         n_rows = self.observation_space["text"].shape[0]  # type: ignore[index]
         head = _token_head(n_rows, q_net.features_dim, int(self.action_space.n))  # type: ignore[attr-defined]
-        q_net.q_net = nn.Sequential(head).to(self.device)
-        return q_net
+        q_net.q_net = nn.Sequential(head)
+        return q_net.to(self.device)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "mask_wasted": self.mask_wasted}

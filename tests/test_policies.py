@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -86,3 +88,50 @@ def test_token_dqn_policy_trains_with_and_without_her(env_id: str) -> None:
     obs, _ = env.reset(seed=0)
     q_values = model.policy.q_net(model.policy.obs_to_tensor(obs)[0])
     assert q_values.shape == (1, env.action_space.n)
+
+
+def _played_obs(env: gym.Env, n_actions: int) -> dict[str, np.ndarray]:
+    """An observation after ``n_actions`` expert actions on a fresh sentence."""
+    obs, _ = env.reset(seed=3)
+    for _ in range(n_actions):
+        obs, *_ = env.step(env.unwrapped.expert_action())
+    return obs
+
+
+@pytest.mark.parametrize("env_id", ["LinguisticParse-v0", "LinguisticParseGoal-v0"])
+def test_token_dqn_policy_ranks_wasted_cells_last_without_gradient(env_id: str) -> None:
+    env = gym.make(env_id)
+    policy_kwargs = dict(features_extractor_kwargs=dict(embed_dim=16, n_layers=1, n_heads=2, ff_dim=16))
+    model = DQN(TokenDQNPolicy, env, learning_starts=0, buffer_size=100, policy_kwargs=policy_kwargs, seed=0)
+    obs = _played_obs(env, 3)
+    wasted = ~env.unwrapped.action_masks()  # padding rows and the 3 cells set
+    assert wasted.sum() > 3 and not wasted.all()
+    obs_tensor = model.policy.obs_to_tensor(obs)[0]
+    q_values = model.policy.q_net(obs_tensor)[0]
+    assert q_values[wasted].max() < q_values[~wasted].min()
+    q_values[wasted].sum().backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.policy.q_net.parameters())
+    for seed in range(5):  # whatever the weights, the greedy action can change the state
+        th.manual_seed(seed)
+        model.policy.q_net.q_net[0].linear.reset_parameters()
+        assert not wasted[model.predict(obs, deterministic=True)[0]]
+
+
+def test_token_dqn_policy_without_masking_scores_every_cell() -> None:
+    env = gym.make("LinguisticParse-v0")
+    policy_kwargs = dict(mask_wasted=False, features_extractor_kwargs=dict(embed_dim=16, n_layers=1, n_heads=2, ff_dim=16))
+    model = DQN(TokenDQNPolicy, env, learning_starts=0, buffer_size=100, policy_kwargs=policy_kwargs, seed=0)
+    obs_tensor = model.policy.obs_to_tensor(_played_obs(env, 3))[0]
+    q_values = model.policy.q_net(obs_tensor)
+    q_values.sum().backward()
+    head_grad = model.policy.q_net.q_net[0].linear.weight.grad
+    assert head_grad is not None and head_grad.abs().sum(dim=1).all()  # every column gets a gradient
+
+
+def test_token_dqn_policy_keeps_mask_wasted_through_save_and_load(tmp_path: Path) -> None:
+    env = gym.make("LinguisticParse-v0")
+    policy_kwargs = dict(mask_wasted=False, features_extractor_kwargs=dict(embed_dim=16, n_layers=1, n_heads=2, ff_dim=16))
+    model = DQN(TokenDQNPolicy, env, learning_starts=0, buffer_size=100, policy_kwargs=policy_kwargs, seed=0)
+    model.save(tmp_path / "dqn")
+    loaded = DQN.load(tmp_path / "dqn")
+    assert loaded.policy.q_net.mask_wasted is False and loaded.policy.q_net_target.mask_wasted is False
