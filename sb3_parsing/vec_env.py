@@ -7,6 +7,11 @@ under SB3's ``DummyVecEnv`` with the same seeds and actions (same observations, 
 operations over all N envs instead of N Python calls. It has ``action_masks()`` itself and answers
 ``env_method("action_masks")``, so MaskablePPO, PPO and DQN train on it unchanged.
 
+Each sentence is compiled once, the first time an env draws it, into one row of shared tables (its text matrix, a code
+per cell, the gold sets holding each gold cell); a reset copies that row into the env's, and a step gathers and
+scatters one cell per env. Python loops over envs only where something happened: the envs whose episode ended, and
+the info dicts (one new dict per env and step, as ``DummyVecEnv`` returns).
+
 From Python::
 
     from sb3_contrib import MaskablePPO
@@ -49,63 +54,42 @@ from sb3_parsing.oracle import SentenceAnalysis
 
 __all__ = ["LinguisticParseVecEnv", "batched_vec_env", "make_parse_vec_env"]
 
-# Counter of the unused gold-set slots: never reaches zero, whatever the number of steps.
-_NEVER = np.iinfo(np.int32).max // 2
+# Counter of the unused gold-set columns (their member entries are 0: it never moves, so never reaches zero).
+_NEVER = np.iinfo(np.int16).max
 # Methods that change an env: they go through the VecEnv's own reset/step, never through env_method.
 _STATEFUL_METHODS = frozenset({"reset", "step", "close"})
-# Codes of the cells that are in no gold set (gold cells hold their row in the gold-membership table, >= 0).
-_NOT_GOLD = -1  # a chart constituent: the action "matched"
-_NO_CONSTITUENT = -2  # no chart constituent, or a padding cell
+# Codes of the cells, in increasing order; a gold cell's code is its row in the gold-membership table (member).
+_PADDING = 0  # a cell past the sentence's last token (0: the tables start zeroed)
+_NO_CONSTITUENT = 1  # a cell of the sentence that no chart constituent has
+_NOT_GOLD = 2  # a chart constituent in no gold set (or a gold cell already set): the action "matched"
+_FIRST_GOLD_ROW = 3  # the first row of member that a code can name
+# Constants of a step as 0-d arrays: numpy compares or adds an array and a 0-d array faster than a Python scalar.
+_PADDING_0D, _NO_CONSTITUENT_0D, _NOT_GOLD_0D = (np.array(c, dtype=np.int32) for c in (_PADDING, _NO_CONSTITUENT, _NOT_GOLD))
+_ONE_0D, _FALSE_0D = np.array(1, dtype=np.int64), np.array(False)
+# dtype objects: a view is faster to make with one than with a scalar type.
+_UINT8, _UINT64 = np.dtype(np.uint8), np.dtype(np.uint64)
+# Past this many sentences, the tables are emptied but for the envs' current sentences: memory stays bounded.
+_MAX_SENTENCES = 65536
 
 
 class _Sentence:
     """
-    What a reset copies into the batched arrays for one sentence (computed once per sentence, at its first reset).
+    A sentence met by the envs: its slot in the :class:`_SentenceTables` and the info dicts of its episodes.
 
-    Kept cheap to build: a short rollout meets most sentences of the pool for the first time.
+    :param analysis: the oracle's analysis of the sentence
+    :param slot: its row in the tables
     """
 
-    __slots__ = (
-        "_constituent",
-        "analysis",
-        "code",
-        "gold_cells",
-        "gold_sizes",
-        "info",
-        "member",
-        "n_gold",
-        "n_sets",
-        "reset_info",
-        "step_info",
-        "text",
-    )
+    __slots__ = ("analysis", "reset_info", "slot", "step_info")
 
-    def __init__(self, env: LinguisticParseEnv, analysis: SentenceAnalysis, n_actions: int) -> None:
-        tokens = analysis.tokens
+    def __init__(self, analysis: SentenceAnalysis, slot: int) -> None:
         self.analysis = analysis
-        self.text = np.zeros(env._text.shape, dtype=np.uint8)
-        n_symbols, columns = self.text.shape[1], env._terminal_column
-        self.text.put([m * n_symbols + columns[token] for m, token in enumerate(tokens)], 1)
-        # code[cell]: _NO_CONSTITUENT (padding or no chart constituent), _NOT_GOLD (a constituent in no gold set),
-        # else the cell's row in the gold-membership table (gold cells are chart constituents: the gold cell sets
-        # are the cells of the chart items of complete parses).
-        self.code = code = np.empty(n_actions, dtype=np.int32)
-        code.fill(_NO_CONSTITUENT)
-        code[: analysis.n_cells][analysis.constituent_mask] = _NOT_GOLD
-        self.gold_cells = gold_cells = analysis.gold_cell_mask.nonzero()[0]
-        code[gold_cells] = np.arange(len(gold_cells), dtype=np.int32)
-        self.n_gold, self.n_sets = len(gold_cells), len(analysis.gold_sizes)
-        # member[k, g]: gold cell k (see code) is in gold set g; gold_sizes[g]: how many cells gold set g has.
-        self.member = analysis.gold_membership.take(gold_cells, axis=1).T
-        self.gold_sizes = analysis.gold_sizes
-        self._constituent: np.ndarray | None = None
-        self.info = (" ".join(tokens), analysis.n_parses, analysis.parses_capped, analysis.min_actions)
-        sentence, n_parses, parses_capped, min_actions = self.info
+        self.slot = slot
         self.reset_info = {
-            "sentence": sentence,
-            "n_parses": n_parses,
-            "parses_capped": parses_capped,
-            "min_actions": min_actions,
+            "sentence": " ".join(analysis.tokens),
+            "n_parses": analysis.n_parses,
+            "parses_capped": analysis.parses_capped,
+            "min_actions": analysis.min_actions,
             "n_actions": 0,
             "matched": False,
             "is_success": False,
@@ -114,11 +98,90 @@ class _Sentence:
         # Holding all its keys already, the copy is never resized.
         self.step_info = {**self.reset_info, "TimeLimit.truncated": False}
 
-    def constituent(self) -> np.ndarray:
-        """The chart cells: the action mask at reset with ``mask_mode="oracle"``."""
-        if self._constituent is None:
-            self._constituent = self.code != _NO_CONSTITUENT
-        return self._constituent
+
+class _SentenceTables:
+    """
+    The arrays of the sentences met so far, one slot (row) per sentence: what a reset loads and a step reads.
+
+    - ``text[slot]``: the sentence's text matrix;
+    - ``code[slot, cell]``: ``_PADDING``, ``_NO_CONSTITUENT``, ``_NOT_GOLD``, or for a gold cell its row in ``member``;
+    - ``member[row, g]``: 1 when that gold cell is in gold set ``g`` of its sentence;
+    - ``sizes[slot, g]``: how many cells gold set ``g`` of the sentence has (``_NEVER`` past its gold sets).
+
+    Allocated zeroed for ``capacity`` sentences (the memory of a slot is only touched when a sentence fills it),
+    grown by doubling past that: adding a sentence costs a few row writes. ``member`` and ``sizes`` are int16 (int32
+    if a gold set, at most one cell per action, could have more cells than that holds), as the counters they set.
+
+    :param env: the env whose sentences these are (its matrix shapes and terminal columns)
+    :param capacity: how many sentences the tables hold before they grow
+    """
+
+    def __init__(self, env: LinguisticParseEnv, capacity: int) -> None:
+        self._columns = env._terminal_column
+        self._row_starts = range(0, env._text.size, env._text.shape[1])  # where each row of a text matrix starts
+        self.by_tokens: dict[tuple[str, ...], _Sentence] = {}
+        self.sentences: list[_Sentence] = []  # by slot
+        self.n_rows = _FIRST_GOLD_ROW  # rows of member in use (or never used: those that the codes below gold name)
+        self.text = np.zeros((capacity, *env._text.shape), dtype=np.uint8)
+        self.code = np.zeros((capacity, env.n_history_cells), dtype=np.int32)
+        counts = np.int16 if env.n_history_cells <= np.iinfo(np.int16).max else np.int32
+        sets = 64 // np.dtype(counts).itemsize  # gold sets before the first growth: a member row fills a cache line
+        self.member = np.zeros((32 * capacity, sets), dtype=counts)
+        self.sizes = np.full((capacity, sets), _NEVER, dtype=counts)
+
+    def add(self, analysis: SentenceAnalysis) -> _Sentence:
+        """
+        Write the arrays of a sentence not in the tables yet into a new slot.
+
+        :param analysis: the oracle's analysis of the sentence
+        """
+        tokens, slot, row = analysis.tokens, len(self.sentences), self.n_rows
+        gold_cells = analysis.gold_cell_mask.nonzero()[0]
+        n_gold, n_sets = len(gold_cells), len(analysis.gold_sizes)
+        if slot == len(self.code) or row + n_gold > len(self.member) or n_sets > self.sizes.shape[1]:
+            self._grow(slot + 1, row + n_gold, n_sets)
+        ones = [start + self._columns[token] for start, token in zip(self._row_starts, tokens, strict=False)]
+        self.text[slot].put(ones, 1)
+        code = self.code[slot]
+        np.add(analysis.constituent_mask, _NO_CONSTITUENT_0D, out=code[: analysis.n_cells])
+        code.put(gold_cells, np.arange(row, row + n_gold))
+        self.member[row : row + n_gold, :n_sets] = analysis.gold_membership.take(gold_cells, axis=1).T
+        self.sizes[slot, :n_sets] = analysis.gold_sizes
+        self.n_rows += n_gold
+        sentence = _Sentence(analysis, slot)
+        self.sentences.append(sentence)
+        self.by_tokens[tokens] = sentence
+        return sentence
+
+    def _grow(self, n_slots: int, n_rows: int, n_sets: int) -> None:
+        """Make room for ``n_slots`` sentences, ``n_rows`` member rows and sentences of ``n_sets`` gold sets."""
+        used, slots = len(self.sentences), _doubled(len(self.code), n_slots)
+        rows, sets = _doubled(len(self.member), n_rows), _doubled(self.sizes.shape[1], n_sets)
+        if slots > len(self.code):
+            self.text = _enlarged(self.text[:used], (slots, *self.text.shape[1:]), 0)
+            self.code = _enlarged(self.code[:used], (slots, self.code.shape[1]), _PADDING)
+        if (slots, sets) != self.sizes.shape:
+            self.sizes = _enlarged(self.sizes[:used], (slots, sets), _NEVER)
+        if (rows, sets) != self.member.shape:
+            self.member = _enlarged(self.member[: self.n_rows], (rows, sets), 0)
+
+
+def _doubled(capacity: int, needed: int) -> int:
+    """``capacity``, doubled if needed to hold ``needed`` (or more if that is not enough)."""
+    return capacity if needed <= capacity else max(needed, 2 * capacity)
+
+
+def _enlarged(array: np.ndarray, shape: tuple[int, ...], fill: int) -> np.ndarray:
+    """
+    A copy of ``array`` in the leading corner of a new array.
+
+    :param array: the entries to keep
+    :param shape: the new shape, no smaller than ``array``'s along any axis
+    :param fill: the value of the other entries
+    """
+    larger = np.zeros(shape, dtype=array.dtype) if fill == 0 else np.full(shape, fill, dtype=array.dtype)
+    larger[tuple(slice(size) for size in array.shape)] = array
+    return larger
 
 
 class LinguisticParseVecEnv(VecEnv):
@@ -144,44 +207,43 @@ class LinguisticParseVecEnv(VecEnv):
             raise ValueError(f"num_envs must be at least 1, got {num_envs}")
         self.env = env = LinguisticParseEnv(**(env_kwargs or {}))
         self.env_kwargs = dict(env_kwargs or {})
-        n, n_actions = num_envs, env.obs_len * env.n_columns
-        self._row_offsets = np.arange(n) * n_actions
-        self._text = np.zeros((n, *env._text.shape), dtype=np.uint8)
+        n, n_cells = num_envs, env.n_history_cells
+        self._slots = np.zeros(n, dtype=np.intp)  # env i's sentence: its slot in the tables
+        # Flat views of the (N, n_cells) arrays: a step is one gather or scatter per array, whatever N.
+        self._row_offsets = np.arange(n) * n_cells
+        # The codes of env i's cells: its sentence's row of the tables' code, but for the gold cells already set,
+        # which become _NOT_GOLD (still constituents, no longer new gold cells).
+        self._code = np.zeros((n, n_cells), dtype=np.int32)
+        self._flat_code = self._code.reshape(n * n_cells)
         self._history = np.zeros((n, *env._history.shape), dtype=np.uint8)
-        self._mask = np.zeros((n, n_actions), dtype=bool)
-        self._code = np.full((n, n_actions), _NO_CONSTITUENT, dtype=np.int32)  # see _Sentence.code
-        self._fresh = np.zeros((n, n_actions), dtype=bool)  # cells of the sentence not set yet
-        # _in_sentence[n_tokens]: the cells of the first n_tokens rows (the cells of a sentence of n_tokens tokens).
-        self._in_sentence = np.repeat(np.tri(env.obs_len + 1, env.obs_len, -1, dtype=bool), env.n_columns, axis=1)
-        # Flat views of the (N, n_actions) arrays: a step is one gather or scatter per array, whatever N.
-        self._flat_history = self._history.reshape(n * n_actions)
-        self._flat_mask = self._mask.reshape(n * n_actions)
-        self._flat_code = self._code.reshape(n * n_actions)
-        self._flat_fresh = self._fresh.reshape(n * n_actions)
-        self._member = np.zeros((n, 0, 0), dtype=np.int32)  # _member[i, k, g]: gold cell k of env i is in its set g
-        self._flat_member = self._member.reshape(0, 0)  # rows: (env, gold cell) pairs
-        self._missing = np.full((n, 0), _NEVER, dtype=np.int32)  # per env and gold set, how many cells are unset
+        self._flat_history = self._history.reshape(n * n_cells)
+        self._mask = np.zeros((n, n_cells), dtype=bool)
+        self._flat_mask = self._mask.reshape(n * n_cells)
         self._n_actions = np.zeros(n, dtype=np.int64)
         self._matched = np.zeros(n, dtype=bool)
-        self._sentences: list[_Sentence | None] = [None] * n
         self._step_infos: list[dict[str, Any]] = [{} for _ in range(n)]  # each env's _Sentence.step_info
         self._np_randoms: list[np.random.Generator | None] = [None] * n
-        self._compiled: dict[tuple[str, ...], _Sentence] = {}
-        # The float32 rewards of a step (without, with a new gold cell, and on success), as LinguisticParseEnv adds
-        # them up in Python floats and DummyVecEnv stores them: set from the env's reward settings by _set_rewards.
-        self._rewards_key: tuple[float, float, float] | None = None
+        self._n_cells = np.array(n_cells, dtype=np.uint64)  # 0-d arrays: numpy compares faster with them than with ints
+        # The env's settings that a step reads (set_attr may change them): reward settings and max_steps, as last seen
+        # by _apply_settings, which sets the float32 rewards of a step (without, with a new gold cell, and on success:
+        # LinguisticParseEnv adds them up in Python floats, DummyVecEnv stores them as float32) and max_steps.
+        self._settings: tuple[float, float, float, int] | None = None
         self._no_hit_rewards = np.zeros(n, dtype=np.float32)
         self._hit_reward = self._success_reward = np.float32(0.0)
+        self._max_steps = np.array(0, dtype=np.int64)
         self._actions = np.zeros(n, dtype=np.int64)
         self._needs_reset = True
         self.spec: gym.envs.registration.EnvSpec | None = None  # the registered id, when made from one (VecMonitor logs it)
         super().__init__(n, env.observation_space, env.action_space)
         self.metadata = {**env.metadata, **self.metadata}
+        self._tables = self._new_tables()
+        self._missing = np.zeros((n, 0), dtype=self._tables.sizes.dtype)  # per env and gold set, how many cells are unset
+        self._fit_missing()
 
     # --- VecEnv API ----------------------------------------------------------------------------
     def reset(self) -> VecEnvObs:
-        for i in range(self.num_envs):
-            self.reset_infos[i] = self._reset_env(i, self._seeds[i], self._options[i])
+        sentences = [self._first_sentence(i, self._seeds[i], self._options[i]) for i in range(self.num_envs)]
+        self._load(np.arange(self.num_envs), sentences)
         self._reset_seeds()
         self._reset_options()
         self._needs_reset = False
@@ -191,55 +253,38 @@ class LinguisticParseVecEnv(VecEnv):
         self._actions = np.asarray(actions, dtype=np.int64).reshape(self.num_envs)
 
     def step_wait(self) -> VecEnvStepReturn:
-        env, cells, n_actions = self.env, self._actions, self._mask.shape[1]
+        env, cells = self.env, self._actions
         if self._needs_reset:
             raise RuntimeError("call reset() before step()")
-        if np.maximum.reduce(cells.view(np.uint64)) >= n_actions:  # one test for both ends: a negative action is huge unsigned
-            bad = cells[(cells < 0) | (cells >= n_actions)]
-            raise ValueError(f"actions {bad.tolist()} are outside the action space Discrete({n_actions})")
-        rewards_key = (env.step_penalty, env.constituent_bonus, env.success_reward)
-        if rewards_key != self._rewards_key:
-            self._set_rewards(*rewards_key)
+        self._check_actions(cells)
+        settings = (env.step_penalty, env.constituent_bonus, env.success_reward, env.max_steps)
+        if settings != self._settings:
+            self._apply_settings(*settings)
         steps = self._n_actions
-        steps += 1
-        # Flat indices into the (N * n_actions) arrays: one gather or scatter per array, whatever N.
+        steps += _ONE_0D
         flat = self._row_offsets + cells
-        code = self._flat_code.take(flat)
-        self._matched = matched = code > _NO_CONSTITUENT  # False past the sentence: padded
-        new = self._flat_fresh.take(flat)
-        new_flat = flat[new]
-        self._flat_fresh[new_flat] = False
-        self._flat_history[new_flat] = 1
-        self._flat_mask[new_flat] = False
-        hit_rows = (new & (code >= 0)).nonzero()[0]  # envs that set a cell of a gold set
+        code = self._flat_code[flat]
+        # Setting a cell again changes nothing, and a padding cell is never set: no need to pick the new cells.
+        self._flat_history[flat] = (code > _PADDING_0D).view(_UINT8)
+        self._flat_mask[flat] = _FALSE_0D
+        self._matched = matched = code > _NO_CONSTITUENT_0D
+        hit_rows = (code > _NOT_GOLD_0D).nonzero()[0]  # the envs that set a gold cell for the first time
         rewards = self._no_hit_rewards.copy()
-        dones = steps >= env.max_steps
+        dones = steps >= self._max_steps
         won: list[int] = []
         if hit_rows.size:
             rewards[hit_rows] = self._hit_reward
-            # The counters of the gold sets holding the new cells move: member rows are (env, gold cell) pairs.
-            missing = self._missing.take(hit_rows, axis=0)
-            missing -= self._flat_member.take(hit_rows * self._member.shape[1] + code.take(hit_rows), axis=0)
-            self._missing[hit_rows] = missing
-            if not missing.all():  # some gold set is complete: those envs won
-                won_rows = hit_rows[(missing == 0).any(axis=1)]
-                rewards[won_rows] = self._success_reward
-                dones[won_rows] = True
-                won = won_rows.tolist()
-        # A dict with all the keys already, copied: the fastest way to N new dicts.
-        infos: list[dict[str, Any]] = list(map(dict.copy, self._step_infos))
-        for info, n_steps, is_matched in zip(infos, steps.tolist(), matched.tolist(), strict=True):
-            info["n_actions"] = n_steps
-            info["matched"] = is_matched
+            self._flat_code[flat[hit_rows]] = _NOT_GOLD_0D  # set: still a constituent, no longer a new gold cell
+            won = self._count_down(hit_rows, code[hit_rows])
+            if won:
+                rewards[won] = self._success_reward
+                dones[won] = True
+        infos = self._infos(steps, matched)
         for i in won:
             infos[i]["is_success"] = True
-        text, history = self._text, self._history
-        for i in dones.nonzero()[0].tolist():
-            info = infos[i]
-            if not info["is_success"]:
-                info["TimeLimit.truncated"] = True
-            info["terminal_observation"] = {"text": text[i].copy(), "history": history[i].copy()}
-            self.reset_infos[i] = self._auto_reset(i)
+        done_rows = dones.nonzero()[0]
+        if done_rows.size:
+            self._end_episodes(done_rows, infos)
         return self._observation(), rewards, dones, infos
 
     def action_masks(self) -> np.ndarray:
@@ -279,17 +324,60 @@ class LinguisticParseVecEnv(VecEnv):
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         return [False for _ in self._get_indices(indices)]
 
-    # --- internals ------------------------------------------------------------------------------
-    def _compile(self, tokens: tuple[str, ...]) -> _Sentence:
-        sentence = self._compiled.get(tokens)
-        if sentence is None:
-            sentence = _Sentence(self.env, self.env.oracle.analyze(tokens), self._mask.shape[1])
-            if len(self._compiled) < 65536:  # bounded: reset options may bring any number of new sentences
-                self._compiled[tokens] = sentence
-        return sentence
+    # --- internals: a step ----------------------------------------------------------------------
+    def _check_actions(self, cells: np.ndarray) -> None:
+        """Raise ``ValueError`` unless every action is in the action space."""
+        if np.count_nonzero(cells.view(_UINT64) >= self._n_cells):  # both ends at once: a negative action is huge unsigned
+            n_cells = self._mask.shape[1]
+            bad = cells[(cells < 0) | (cells >= n_cells)]
+            raise ValueError(f"actions {bad.tolist()} are outside the action space Discrete({n_cells})")
 
-    def _reset_env(self, i: int, seed: int | None, options: dict[str, Any] | None) -> dict[str, Any]:
-        """Start env ``i`` on a new sentence, as ``LinguisticParseEnv.reset`` does; return its reset info."""
+    def _count_down(self, rows: np.ndarray, member_rows: np.ndarray) -> list[int]:
+        """
+        Count the new gold cells of envs ``rows`` in the counters of their gold sets; return the envs that won.
+
+        :param rows: the envs that set a gold cell for the first time
+        :param member_rows: the rows of those cells in the tables' ``member``
+        """
+        missing = self._missing.take(rows, axis=0)
+        np.subtract(missing, self._tables.member.take(member_rows, axis=0), out=missing)
+        self._missing[rows] = missing
+        if np.count_nonzero(missing) == missing.size:  # no gold set complete
+            return []
+        return rows[(missing == 0).any(axis=1)].tolist()
+
+    def _infos(self, steps: np.ndarray, matched: np.ndarray) -> list[dict[str, Any]]:
+        """The infos of a step: each env's ``step_info`` with its ``n_actions`` and ``matched``."""
+        # A dict with all the keys already, copied: the fastest way to N new dicts.
+        infos: list[dict[str, Any]] = list(map(dict.copy, self._step_infos))
+        for info, n_steps, is_matched in zip(infos, steps.tolist(), matched.tolist(), strict=True):
+            info["n_actions"] = n_steps
+            info["matched"] = is_matched
+        return infos
+
+    def _end_episodes(self, rows: np.ndarray, infos: list[dict[str, Any]]) -> None:
+        """
+        Close the episodes of envs ``rows`` in their ``infos``, as ``DummyVecEnv`` does, and reset those envs.
+
+        :param rows: the envs whose episode ended
+        :param infos: the infos of the step, completed in place
+        """
+        envs = rows.tolist()
+        texts, histories = self._tables.text[self._slots[rows]], self._history[rows]
+        for i, text, history in zip(envs, texts, histories, strict=True):
+            info = infos[i]
+            if not info["is_success"]:
+                info["TimeLimit.truncated"] = True
+            info["terminal_observation"] = {"text": text, "history": history}
+        self._load(rows, list(map(self._draw, envs)))
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        """The N envs' observations (copies)."""
+        return {"text": self._tables.text.take(self._slots, axis=0), "history": self._history.copy()}
+
+    # --- internals: resets ----------------------------------------------------------------------
+    def _first_sentence(self, i: int, seed: int | None, options: dict[str, Any] | None) -> _Sentence:
+        """The sentence of env ``i`` at a reset, as ``LinguisticParseEnv.reset`` picks it."""
         env = self.env
         if seed is not None or self._np_randoms[i] is None:
             self._np_randoms[i], _ = seeding.np_random(seed)
@@ -297,73 +385,96 @@ class LinguisticParseVecEnv(VecEnv):
             given = options["sentence"]
             tokens = tuple(given.split()) if isinstance(given, str) else tuple(given)
             check_sentences(env.oracle, [tokens], env.obs_len)
-        else:
-            tokens = env.sentences[int(self._np_randoms[i].integers(len(env.sentences)))]  # type: ignore[union-attr]
-        return self._load(i, self._compile(tokens))
+            return self._sentence(tokens)
+        return self._draw(i)
 
-    def _auto_reset(self, i: int) -> dict[str, Any]:
-        """``_reset_env(i, None, None)`` after the first reset (env ``i`` has its ``np_random``)."""
+    def _draw(self, i: int) -> _Sentence:
+        """A sentence drawn from the split with env ``i``'s ``np_random`` (after its first reset)."""
         sentences = self.env.sentences
-        tokens = sentences[int(self._np_randoms[i].integers(len(sentences)))]  # type: ignore[union-attr]
-        sentence = self._compiled.get(tokens)
-        return self._load(i, self._compile(tokens) if sentence is None else sentence)
+        tokens = sentences[self._np_randoms[i].integers(len(sentences))]  # type: ignore[union-attr]
+        return self._sentence(tokens)
 
-    def _load(self, i: int, sentence: _Sentence) -> dict[str, Any]:
-        """Copy ``sentence`` into env ``i``'s rows of the batched arrays; return its reset info."""
-        _, max_gold, max_sets = self._member.shape
-        if sentence.n_gold > max_gold or sentence.n_sets > max_sets:
-            self._grow(max(sentence.n_gold, max_gold), max(sentence.n_sets, max_sets))
-        self._sentences[i] = sentence
-        self._text[i] = sentence.text
-        self._history[i] = 0
-        self._code[i] = sentence.code
-        in_sentence = self._in_sentence[len(sentence.analysis.tokens)]
-        self._fresh[i] = in_sentence
-        self._mask[i] = sentence.constituent() if self.env.mask_mode == "oracle" else in_sentence
-        # Past the sentence's gold cells and sets, _member keeps older sentences' entries: those rows are never
-        # read, and those sets' counters start at _NEVER, which they cannot count down to zero.
-        self._member[i, : sentence.n_gold, : sentence.n_sets] = sentence.member
-        self._missing[i] = _NEVER
-        self._missing[i, : sentence.n_sets] = sentence.gold_sizes
-        self._n_actions[i] = 0
-        self._matched[i] = False
-        self._step_infos[i] = sentence.step_info
-        return sentence.reset_info.copy()
+    def _sentence(self, tokens: tuple[str, ...]) -> _Sentence:
+        """The sentence ``tokens`` in the tables, added the first time."""
+        sentence = self._tables.by_tokens.get(tokens)
+        return self._tables.add(self.env.oracle.analyze(tokens)) if sentence is None else sentence
 
-    def _set_rewards(self, step_penalty: float, constituent_bonus: float, success_reward: float) -> None:
-        self._rewards_key = (step_penalty, constituent_bonus, success_reward)
+    def _load(self, rows: np.ndarray, sentences: list[_Sentence]) -> None:
+        """
+        Start envs ``rows`` on ``sentences``, as ``LinguisticParseEnv.reset`` does once it has drawn them.
+
+        :param rows: the envs to reset
+        :param sentences: their new sentences, in the same order
+        """
+        step_infos, reset_infos = self._step_infos, self.reset_infos
+        for i, sentence in zip(rows.tolist(), sentences, strict=True):
+            step_infos[i] = sentence.step_info
+            reset_infos[i] = sentence.reset_info.copy()
+        tables = self._tables
+        if self._missing.shape[1] != tables.sizes.shape[1]:
+            self._fit_missing()
+        slots = np.array([sentence.slot for sentence in sentences], dtype=np.intp)
+        self._slots[rows] = slots
+        self._code[rows] = code = tables.code[slots]
+        self._history[rows] = 0
+        self._mask[rows] = code > (_NO_CONSTITUENT_0D if self.env.mask_mode == "oracle" else _PADDING_0D)
+        self._missing[rows] = tables.sizes[slots]
+        self._n_actions[rows] = 0
+        self._matched[rows] = False
+        if len(tables.sentences) > _MAX_SENTENCES:
+            self._compact()
+
+    def _new_tables(self) -> _SentenceTables:
+        """Empty tables, with room for every sentence of the split and one more per env (given by reset options)."""
+        return _SentenceTables(self.env, min(len(self.env.sentences) + self.num_envs, _MAX_SENTENCES))
+
+    def _fit_missing(self) -> None:
+        """Give the gold-set counters as many columns as the tables have gold sets (new columns: ``_NEVER``)."""
+        width = self._tables.sizes.shape[1]
+        missing = np.full((self.num_envs, width), _NEVER, dtype=self._tables.sizes.dtype)
+        kept = min(width, self._missing.shape[1])
+        missing[:, :kept] = self._missing[:, :kept]
+        self._missing = missing
+
+    def _compact(self) -> None:
+        """Replace the tables by new ones that hold the envs' current sentences only (memory stays bounded)."""
+        current = [self._tables.sentences[slot].analysis for slot in self._slots.tolist()]
+        self._tables = self._new_tables()
+        for i, analysis in enumerate(current):
+            sentence = self._sentence(analysis.tokens)
+            self._slots[i] = sentence.slot
+            self._step_infos[i] = sentence.step_info
+        code = self._tables.code[self._slots]  # the gold cells' codes are their rows in the new tables' member
+        code[(code > _NOT_GOLD) & (self._history.reshape(code.shape) == 1)] = _NOT_GOLD
+        self._code[...] = code
+        self._fit_missing()
+
+    def _apply_settings(self, step_penalty: float, constituent_bonus: float, success_reward: float, max_steps: int) -> None:
+        """Take the env's reward settings and ``max_steps`` (see ``__init__``)."""
+        self._settings = (step_penalty, constituent_bonus, success_reward, max_steps)
         reward = -step_penalty
         self._no_hit_rewards = np.full(self.num_envs, reward, dtype=np.float32)
         reward += constituent_bonus
         self._hit_reward = np.float32(reward)
         reward += success_reward
         self._success_reward = np.float32(reward)
+        self._max_steps = np.array(max_steps, dtype=np.int64)
 
-    def _grow(self, n_gold: int, n_sets: int) -> None:
-        """Make room for a sentence with more gold cells or gold sets than any so far."""
-        member = np.zeros((self.num_envs, n_gold, n_sets), dtype=np.int32)
-        member[:, : self._member.shape[1], : self._member.shape[2]] = self._member
-        missing = np.full((self.num_envs, n_sets), _NEVER, dtype=np.int32)
-        missing[:, : self._missing.shape[1]] = self._missing
-        self._member, self._missing = member, missing
-        self._flat_member = member.reshape(self.num_envs * n_gold, n_sets)
-
-    def _observation(self) -> dict[str, np.ndarray]:
-        return {"text": self._text.copy(), "history": self._history.copy()}
-
+    # --- internals: one env ---------------------------------------------------------------------
     def _snapshot(self, i: int) -> LinguisticParseEnv:
         """Load env ``i``'s state into the shared ``LinguisticParseEnv`` (before any reset: leave it as it is)."""
-        env, sentence = self.env, self._sentences[i]
-        if sentence is None:
+        env = self.env
+        if self._needs_reset:
             return env
-        analysis = sentence.analysis
+        sentence = self._tables.sentences[self._slots[i]]
+        analysis, info = sentence.analysis, sentence.reset_info
         env._analysis = analysis
-        env._text[...] = self._text[i]
+        env._text[...] = self._tables.text[self._slots[i]]
         env._history[...] = self._history[i]
         env._cells = set(np.flatnonzero(self._history[i]).tolist())
         env._missing = analysis.gold_sizes - analysis.gold_membership[:, sorted(env._cells)].sum(axis=1, dtype=np.int32)
         env._mask[...] = self._mask[i]
-        env._sentence_info = sentence.info
+        env._sentence_info = (info["sentence"], info["n_parses"], info["parses_capped"], info["min_actions"])
         env._n_actions = int(self._n_actions[i])
         env._matched = bool(self._matched[i])
         env._is_success = False  # a won episode is reset at once

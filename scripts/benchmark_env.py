@@ -9,7 +9,8 @@ Measures and prints a Markdown table (and writes JSON with ``--output``):
 2. the oracle's first analysis of a sentence (a cold reset) and a cached reset, against sentence length
    (8, 16, 32, 64 tokens) and grammar size (the English grammar plus extra lexical rules), with the step time;
 3. the batched :class:`~sb3_parsing.vec_env.LinguisticParseVecEnv` against ``DummyVecEnv`` at N = 1, 16, 64, 256
-   (env-steps/s with random actions, both with a monitor, the oracle's cache warm in both);
+   (env-steps/s with random actions, both with a monitor, the oracle's cache warm in both, each side timed over
+   at least a second of runs that each start from a fresh env);
 4. the share of PPO and MaskablePPO wall time spent inside the env (``step_wait``/``reset``/masks), for a
    ``DummyVecEnv`` and for the batched env.
 
@@ -17,6 +18,7 @@ Usage::
 
     python scripts/benchmark_env.py --output benchmark_env.json
     python scripts/benchmark_env.py --quick  # seconds: a smoke run, numbers meaningless
+    python scripts/benchmark_env.py --only vec_env  # one section (of single_env, reset_scaling, vec_env, training)
 """
 
 from __future__ import annotations
@@ -156,8 +158,44 @@ def _warm_oracle(env: LinguisticParseEnv) -> None:
         env.oracle.analyze(sentence)
 
 
-def vec_env_throughput(n_envs_list: list[int], n_env_steps: int, seed: int = 0) -> list[dict[str, Any]]:
-    """Env-steps/s of DummyVecEnv (N copies, each in a Monitor) and of the batched env (in a VecMonitor)."""
+def _env_steps_per_s(make_vec_env: Callable[[], VecEnv], actions: np.ndarray, seed: int, min_seconds: float) -> float:
+    """
+    Env-steps/s of a fresh ``make_vec_env()`` stepped through ``actions`` (shape ``(n_steps, n_envs)``).
+
+    A run shorter than ``min_seconds`` is repeated, each time on a fresh env (so each run starts as cold as the first),
+    until the runs add up to ``min_seconds``: a fast env then gets as much wall time as a slow one, and both see the
+    other load of a shared machine alike (a single run of a tenth of a second can lose a third of it to another process).
+
+    :param make_vec_env: builds the VecEnv to time
+    :param actions: the actions of each step
+    :param seed: the VecEnv's seed
+    :param min_seconds: the least total time of the timed runs
+    """
+    n_env_steps, seconds = 0, 0.0
+    while n_env_steps == 0 or seconds < min_seconds:
+        vec_env = make_vec_env()
+        vec_env.seed(seed)
+        vec_env.reset()
+        start = time.perf_counter()
+        for step_actions in actions:
+            vec_env.step(step_actions)
+        seconds += time.perf_counter() - start
+        n_env_steps += actions.size
+        vec_env.close()
+    return n_env_steps / seconds
+
+
+def vec_env_throughput(
+    n_envs_list: list[int], n_env_steps: int, seed: int = 0, min_seconds: float = 1.0
+) -> list[dict[str, Any]]:
+    """
+    Env-steps/s of DummyVecEnv (N copies, each in a Monitor) and of the batched env (in a VecMonitor).
+
+    :param n_envs_list: the values of N
+    :param n_env_steps: env-steps of a run (``n_env_steps // N`` steps, at least 20)
+    :param seed: seed of the envs and of the random actions
+    :param min_seconds: each side is timed over runs that add up to this long at least (see ``_env_steps_per_s``)
+    """
     rows = []
     template = gym.make("LinguisticParse-v0").unwrapped
     assert isinstance(template, LinguisticParseEnv)
@@ -173,19 +211,17 @@ def vec_env_throughput(n_envs_list: list[int], n_env_steps: int, seed: int = 0) 
             env.oracle = template.oracle
             return Monitor(env)
 
-        dummy: VecEnv = DummyVecEnv([copy_env for _ in range(n_envs)])
-        batched_env = LinguisticParseVecEnv(n_envs, kwargs)
-        batched_env.env.oracle = template.oracle
-        batched: VecEnv = VecMonitor(batched_env)
+        def dummy(n_envs: int = n_envs) -> VecEnv:
+            return DummyVecEnv([copy_env for _ in range(n_envs)])
+
+        def batched(n_envs: int = n_envs) -> VecEnv:
+            batched_env = LinguisticParseVecEnv(n_envs, kwargs)
+            batched_env.env.oracle = template.oracle
+            return VecMonitor(batched_env)
+
         row: dict[str, Any] = dict(n_envs=n_envs)
-        for name, vec_env in (("dummy", dummy), ("batched", batched)):
-            vec_env.seed(seed)
-            vec_env.reset()
-            start = time.perf_counter()
-            for step_actions in actions:
-                vec_env.step(step_actions)
-            row[f"{name}_env_steps_per_s"] = n_steps * n_envs / (time.perf_counter() - start)
-            vec_env.close()
+        for name, make_vec_env in (("dummy", dummy), ("batched", batched)):
+            row[f"{name}_env_steps_per_s"] = _env_steps_per_s(make_vec_env, actions, seed, min_seconds)
         row["speedup"] = row["batched_env_steps_per_s"] / row["dummy_env_steps_per_s"]
         rows.append(row)
     return rows
@@ -275,40 +311,59 @@ def training_share(n_timesteps: int, n_envs_list: list[int], seed: int = 0) -> l
     return rows
 
 
-def _markdown(results: dict[str, Any]) -> str:
-    single = results["single_env"]
-    lines = [
-        f"Machine: {results['machine']}",
-        "",
+def _single_env_table(single: dict[str, float]) -> list[str]:
+    return [
         "| single env, resets included | LinguisticParse-v0 | CartPole-v1 | ratio |",
         "|---|---:|---:|---:|",
         f"| random (masked) policy, steps/s | {single['parse_steps_per_s']:,.0f} | {single['cartpole_steps_per_s']:,.0f} "
         f"| {single['ratio']:.2f}x |",
         f"| time in env.step/reset only, steps/s | {single['parse_env_only_steps_per_s']:,.0f} "
         f"| {single['cartpole_env_only_steps_per_s']:,.0f} | {single['ratio_env_only']:.2f}x |",
-        "",
+    ]
+
+
+def _reset_scaling_table(rows: list[dict[str, Any]]) -> list[str]:
+    return [
         "| tokens | rules | parses (digits) | gold sets | chart items | cold analysis (ms) | cached reset (µs) | step (µs) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    lines += [
+    ] + [
         f"| {r['tokens']} | {r['rules']} | {r['n_parses_digits']} | {r['gold_sets']} | {r['chart_items']} "
         f"| {r['cold_analysis_ms']:.2f} | {r['cached_reset_us']:.1f} | {r['step_us']:.2f} |"
-        for r in results["reset_scaling"]
+        for r in rows
     ]
-    lines += [
-        "",
+
+
+def _vec_env_table(rows: list[dict[str, Any]]) -> list[str]:
+    return [
         "| N envs | DummyVecEnv env-steps/s | batched env-steps/s | speedup |",
         "|---:|---:|---:|---:|",
-    ]
-    lines += [
+    ] + [
         f"| {r['n_envs']} | {r['dummy_env_steps_per_s']:,.0f} | {r['batched_env_steps_per_s']:,.0f} | {r['speedup']:.1f}x |"
-        for r in results["vec_env"]
+        for r in rows
     ]
-    lines += ["", "| algorithm | VecEnv | N envs | steps/s | share of wall time in the env |", "|---|---|---:|---:|---:|"]
-    lines += [
+
+
+def _training_table(rows: list[dict[str, Any]]) -> list[str]:
+    return ["| algorithm | VecEnv | N envs | steps/s | share of wall time in the env |", "|---|---|---:|---:|---:|"] + [
         f"| {r['algo']} | {r['vec_env']} | {r['n_envs']} | {r['steps_per_s']:,.0f} | {100 * r['env_share']:.1f}% |"
-        for r in results["training"]
+        for r in rows
     ]
+
+
+# Each section of the results: the key of its results and the function that prints them as a table.
+_TABLES: dict[str, Callable[[Any], list[str]]] = {
+    "single_env": _single_env_table,
+    "reset_scaling": _reset_scaling_table,
+    "vec_env": _vec_env_table,
+    "training": _training_table,
+}
+
+
+def _markdown(results: dict[str, Any]) -> str:
+    lines = [f"Machine: {results['machine']}"]
+    for key, table in _TABLES.items():
+        if key in results:
+            lines += ["", *table(results[key])]
     return "\n".join(lines)
 
 
@@ -317,23 +372,34 @@ def main() -> None:
     parser.add_argument("--output", help="write the results as JSON to this file")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run whose numbers mean nothing")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--only", nargs="+", choices=list(_TABLES), default=list(_TABLES), help="run these sections only (default: all)"
+    )
     args = parser.parse_args()
     quick = args.quick
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
         f"numpy {np.__version__}, torch {th.__version__} (1 thread for training), no GPU",
-        "command": "python scripts/benchmark_env.py" + (" --quick" if quick else ""),
+        "command": "python scripts/benchmark_env.py"
+        + (" --quick" if quick else "")
+        + ("" if args.only == list(_TABLES) else " --only " + " ".join(args.only)),
     }
-    print("single env ...", file=sys.stderr, flush=True)
-    results["single_env"] = single_env_throughput(2_000 if quick else 200_000, args.seed)
-    print("reset scaling ...", file=sys.stderr, flush=True)
-    results["reset_scaling"] = reset_scaling(
-        [8, 16] if quick else [8, 16, 32, 64], [0, 100] if quick else [0, 1_000, 3_000], 20 if quick else 2_000
-    )
-    print("batched env against DummyVecEnv ...", file=sys.stderr, flush=True)
-    results["vec_env"] = vec_env_throughput([1, 16] if quick else [1, 16, 64, 256], 2_000 if quick else 200_000, args.seed)
-    print("share of training time ...", file=sys.stderr, flush=True)
-    results["training"] = training_share(512 if quick else 20_480, [4] if quick else [8, 64], args.seed)
+    if "single_env" in args.only:
+        print("single env ...", file=sys.stderr, flush=True)
+        results["single_env"] = single_env_throughput(2_000 if quick else 200_000, args.seed)
+    if "reset_scaling" in args.only:
+        print("reset scaling ...", file=sys.stderr, flush=True)
+        results["reset_scaling"] = reset_scaling(
+            [8, 16] if quick else [8, 16, 32, 64], [0, 100] if quick else [0, 1_000, 3_000], 20 if quick else 2_000
+        )
+    if "vec_env" in args.only:
+        print("batched env against DummyVecEnv ...", file=sys.stderr, flush=True)
+        results["vec_env"] = vec_env_throughput(
+            [1, 16] if quick else [1, 16, 64, 256], 2_000 if quick else 200_000, args.seed, 0.0 if quick else 1.0
+        )
+    if "training" in args.only:
+        print("share of training time ...", file=sys.stderr, flush=True)
+        results["training"] = training_share(512 if quick else 20_480, [4] if quick else [8, 64], args.seed)
     print(_markdown(results))
     if args.output:
         with open(args.output, "w", encoding="utf-8") as file:

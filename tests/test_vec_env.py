@@ -12,6 +12,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
 import sb3_parsing  # noqa: F401 - registers the ids
 from sb3_parsing.env import LinguisticParseEnv
+import sb3_parsing.vec_env as vec_env_module
 from sb3_parsing.vec_env import LinguisticParseVecEnv, batched_vec_env, make_parse_vec_env
 
 SMALL = dict(grammar="english", min_len=3, max_len=8, obs_len=10, max_steps=12, n_sentences=60)
@@ -45,13 +46,39 @@ def _assert_obs_equal(batched: dict[str, np.ndarray], reference: dict[str, np.nd
     [
         SMALL,
         dict(SMALL, mask_mode="oracle", step_penalty=0.01, constituent_bonus=0.1, success_reward=2.0),
+        dict(SMALL, max_len=16, obs_len=16, max_steps=40),  # up to 95 gold sets: the tables grow during the rollout
         dict(grammar="arithmetic", min_len=1, max_len=7, max_steps=30, columns="labels", n_sentences=40, split="all"),
         dict(grammar="dyck", min_len=2, max_len=8, max_steps=20, n_sentences=40, split="test"),
     ],
 )
 def test_same_trajectories_as_dummy_vec_env(kwargs: dict[str, Any]) -> None:
-    n_envs, rng = 5, np.random.default_rng(1)
-    batched, reference = LinguisticParseVecEnv(n_envs, kwargs), _dummy(n_envs, kwargs)
+    _assert_same_trajectories(LinguisticParseVecEnv(5, kwargs), _dummy(5, kwargs))
+
+
+def test_same_trajectories_with_sentence_tables_emptied(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past four sentences, the tables are emptied but for the envs' current sentences: nothing else changes."""
+    monkeypatch.setattr(vec_env_module, "_MAX_SENTENCES", 4)
+    batched = LinguisticParseVecEnv(3, SMALL)
+    _assert_same_trajectories(batched, _dummy(3, SMALL))
+    assert len(batched._tables.sentences) <= 4 + 3
+
+
+def test_sentence_tables_grow_without_changing_what_they_hold() -> None:
+    env = LinguisticParseEnv(**dict(SMALL, max_len=14, obs_len=14))  # up to 47 gold sets: more than the first columns
+    analyses = [env.oracle.analyze(tokens) for tokens in env.sentences]
+    grown, roomy = vec_env_module._SentenceTables(env, 1), vec_env_module._SentenceTables(env, len(analyses))
+    for analysis in analyses:
+        assert grown.add(analysis).slot == roomy.add(analysis).slot
+    n_slots, n_rows, n_sets = len(analyses), grown.n_rows, max(len(a.gold_sizes) for a in analyses)
+    assert len(grown.code) >= n_slots > 1 and grown.sizes.shape[1] >= n_sets > 32 and grown.n_rows == roomy.n_rows
+    for name in ("text", "code"):
+        np.testing.assert_array_equal(getattr(grown, name)[:n_slots], getattr(roomy, name)[:n_slots])
+    np.testing.assert_array_equal(grown.sizes[:n_slots, :n_sets], roomy.sizes[:n_slots, :n_sets])
+    np.testing.assert_array_equal(grown.member[:n_rows, :n_sets], roomy.member[:n_rows, :n_sets])
+
+
+def _assert_same_trajectories(batched: LinguisticParseVecEnv, reference: DummyVecEnv) -> None:
+    n_envs, rng = batched.num_envs, np.random.default_rng(1)
     batched.seed(7)
     reference.seed(7)
     _assert_obs_equal(batched.reset(), reference.reset())
