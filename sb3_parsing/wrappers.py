@@ -43,10 +43,21 @@ class ParseGoalWrapper(gym.Wrapper[dict[str, Any], np.int64, dict[str, np.ndarra
 
     ``action_masks()`` (for MaskablePPO) and ``expert_action()`` pass through to the wrapped env.
 
+    ## Sub-goal curriculum (training only)
+    With ``subgoal_prob > 0``, each episode's ``desired_goal`` is, with that probability, one cell ``[m, k]``
+    instead of the root: a phrase with label ``k`` starting at ``m`` that the chart holds, drawn uniformly among the
+    sentence's distinct ones spanning two tokens or more (single words are learnt anyway: every relabeled goal holds
+    them). Like the root, a single cell names what to derive, not how; a short phrase takes a few actions, a clause
+    many, so the goals make a curriculum that ends at the root. The episode is truncated (not terminated: the game
+    goes on) once the sub-goal is achieved. Evaluate with the default ``subgoal_prob=0``, the real game.
+
     :param env: a :class:`~sb3_parsing.env.LinguisticParseEnv`, possibly already wrapped
+    :param subgoal_prob: probability that an episode's goal is a sub-phrase instead of the whole parse
     """
 
-    def __init__(self, env: gym.Env) -> None:
+    def __init__(self, env: gym.Env, subgoal_prob: float = 0.0) -> None:
+        if not 0.0 <= subgoal_prob <= 1.0:
+            raise ValueError(f"subgoal_prob is a probability in [0, 1], got {subgoal_prob}")
         super().__init__(env)
         base = env.unwrapped
         if not isinstance(base, LinguisticParseEnv):
@@ -60,8 +71,10 @@ class ParseGoalWrapper(gym.Wrapper[dict[str, Any], np.int64, dict[str, np.ndarra
         self.observation_space = spaces.Dict(
             {**env.observation_space.spaces, "achieved_goal": goal_space, "desired_goal": goal_space}
         )
-        self._desired_goal = np.zeros(goal_shape, dtype=np.uint8)
-        self._desired_goal[0, -1] = 1
+        self.subgoal_prob = subgoal_prob
+        self._root_goal = np.zeros(goal_shape, dtype=np.uint8)
+        self._root_goal[0, -1] = 1
+        self._desired_goal = self._root_goal.copy()
         self._achieved_goal = np.zeros(goal_shape, dtype=np.uint8)
         self._n_set_cells = 0
 
@@ -75,6 +88,7 @@ class ParseGoalWrapper(gym.Wrapper[dict[str, Any], np.int64, dict[str, np.ndarra
         :param options: passed to the wrapped env (e.g. ``{"sentence": "..."}``)
         """
         obs, info = self.env.reset(seed=seed, options=options)
+        self._desired_goal = self._root_goal if self._base.np_random.random() >= self.subgoal_prob else self._subgoal()
         self._achieved_goal.fill(0)
         self._n_set_cells = 0
         self._update_achieved_goal(obs["history"], bool(info["is_success"]))
@@ -90,6 +104,8 @@ class ParseGoalWrapper(gym.Wrapper[dict[str, Any], np.int64, dict[str, np.ndarra
         self._update_achieved_goal(obs["history"], bool(info["is_success"]))
         goal_obs = self._observation(obs)
         reward = float(self.compute_reward(goal_obs["achieved_goal"], goal_obs["desired_goal"], info))
+        if reward == 0.0 and self._desired_goal is not self._root_goal:
+            truncated = True  # the sub-goal is reached: a new episode, as after a time limit
         return goal_obs, reward, terminated, truncated, info
 
     def compute_reward(
@@ -122,6 +138,21 @@ class ParseGoalWrapper(gym.Wrapper[dict[str, Any], np.int64, dict[str, np.ndarra
         """The wrapped env's expert action: the next action of a shortest winning completion."""
         return self.env.get_wrapper_attr("expert_action")()
 
+    def _subgoal(self) -> np.ndarray:
+        """
+        A desired goal of one cell: a phrase of two tokens or more in the chart, drawn among the distinct
+        ``(start, label)``; the root cell when the sentence has none (a one-token sentence).
+        """
+        analysis = self._base.analysis
+        spans = analysis.derived_constituents(analysis.constituent_cells)  # every cell set: every constituent derived
+        cells = sorted({(start, label) for start, end, label in spans if end - start >= 2})
+        if not cells:
+            return self._root_goal
+        start, label = cells[int(self._base.np_random.integers(len(cells)))]
+        goal = np.zeros_like(self._root_goal)
+        goal[start, label] = 1
+        return goal
+
     def _update_achieved_goal(self, history: np.ndarray, is_success: bool) -> None:
         cells = np.flatnonzero(history)
         # Cells are only ever added during an episode: the same count is the same history, so nothing new is derived.
@@ -135,10 +166,11 @@ class ParseGoalWrapper(gym.Wrapper[dict[str, Any], np.int64, dict[str, np.ndarra
         return {**obs, "achieved_goal": self._achieved_goal.copy(), "desired_goal": self._desired_goal.copy()}
 
 
-def make_goal_env(**kwargs: Any) -> ParseGoalWrapper:
+def make_goal_env(subgoal_prob: float = 0.0, **kwargs: Any) -> ParseGoalWrapper:
     """
     Entry point of ``LinguisticParseGoal-v0``: a :class:`~sb3_parsing.env.LinguisticParseEnv` in a :class:`ParseGoalWrapper`.
 
+    :param subgoal_prob: the wrapper's sub-goal curriculum (training only; 0, the default, is the real game)
     :param kwargs: keyword arguments of :class:`~sb3_parsing.env.LinguisticParseEnv`
     """
-    return ParseGoalWrapper(LinguisticParseEnv(**kwargs))
+    return ParseGoalWrapper(LinguisticParseEnv(**kwargs), subgoal_prob=subgoal_prob)

@@ -318,3 +318,60 @@ def test_same_seed_same_trajectory_and_pickling() -> None:
 def test_wrapping_another_env_is_an_error() -> None:
     with pytest.raises(TypeError, match="LinguisticParseEnv"):
         ParseGoalWrapper(gym.make("CartPole-v1"))
+
+
+# --- the sub-goal curriculum -----------------------------------------------------------------------
+def _one_cell(goal: np.ndarray) -> tuple[int, int]:
+    cells = np.argwhere(goal)
+    assert len(cells) == 1
+    return int(cells[0, 0]), int(cells[0, 1])
+
+
+def test_subgoals_are_chart_phrases_and_end_the_episode_when_derived() -> None:
+    env = make_goal_env(subgoal_prob=1.0, **DEFAULT_ENV_KWARGS)
+    env.reset(seed=5)
+    for _ in range(25):
+        obs, _ = env.reset()
+        start, label = _one_cell(obs["desired_goal"])
+        assert label < env.n_labels  # never the root column
+        analysis = env.unwrapped.analysis
+        phrases = analysis.derived_constituents(analysis.constituent_cells)
+        assert any(s == start and k == label and e - s >= 2 for s, e, k in phrases)
+        terminated = truncated = False
+        while not (terminated or truncated):
+            obs, reward, terminated, truncated, info = env.step(env.expert_action())
+            reached = bool(obs["achieved_goal"][start, label])
+            assert reward == (0.0 if reached else -1.0)
+            assert reward == env.compute_reward(obs["achieved_goal"], obs["desired_goal"], info)
+            assert truncated == reached  # the episode ends on the step that derives the phrase, and not before
+        assert not terminated or info["is_success"]
+
+
+def test_subgoal_prob_mixes_root_and_phrase_goals_reproducibly() -> None:
+    def goals(seed: int) -> list[tuple[int, int]]:
+        env = make_goal_env(subgoal_prob=0.5, **DEFAULT_ENV_KWARGS)
+        env.reset(seed=seed)
+        return [_one_cell(env.reset()[0]["desired_goal"]) for _ in range(60)]
+
+    first = goals(1)
+    assert first == goals(1) and first != goals(2)
+    n_root = sum(cell == (0, len(gym.make(GOAL_ID).unwrapped.ruleset.labels)) for cell in first)
+    assert 10 <= n_root <= 50
+
+
+def test_a_sentence_without_phrases_keeps_the_root_goal() -> None:
+    env = make_goal_env(subgoal_prob=1.0, grammar="arithmetic", sentences=["x"], split="all")
+    obs, _ = env.reset(seed=0)
+    assert _one_cell(obs["desired_goal"]) == (0, env.n_labels)
+
+
+@pytest.mark.parametrize("subgoal_prob", [-0.1, 1.5])
+def test_subgoal_prob_out_of_range_is_an_error(subgoal_prob: float) -> None:
+    with pytest.raises(ValueError, match="subgoal_prob"):
+        gym.make(GOAL_ID, subgoal_prob=subgoal_prob)
+
+
+def test_sb3_env_checker_with_subgoals() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        check_env(make_goal_env(subgoal_prob=0.5, **DEFAULT_ENV_KWARGS))
