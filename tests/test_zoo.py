@@ -118,6 +118,19 @@ def test_ppo_mask_optimize_shared_storage(tmp_path):
     assert {"embed_dim", "n_layers", "learning_rate", "n_steps_pow"} <= set(study.trials[0].params)
 
 
+def test_ppo_mask_sampler_stays_in_the_game_sized_ranges():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(40):
+        trial = study.ask()
+        params = zoo.sample_ppo_mask_params(trial, n_actions=352, n_envs=8, additional_args={})
+        assert 64 <= params["batch_size"] <= 512 and 64 <= params["n_steps"] <= 512
+        assert params["n_epochs"] in (2, 4, 8) and 0.9 <= params["gamma"] <= 0.99
+        assert params["policy_kwargs"]["net_arch"]["pi"] == []
+        assert params["policy_kwargs"]["features_extractor_kwargs"]["n_layers"] in (1, 2, 3)
+        assert trial.user_attrs["gamma"] == params["gamma"]
+        study.tell(trial, 0.0)
+
+
 def test_patch_is_local_and_idempotent():
     zoo.patch_rl_zoo3()
     zoo.patch_rl_zoo3()
