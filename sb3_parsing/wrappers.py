@@ -74,7 +74,7 @@ class ParseGoalWrapper(gym.Wrapper[dict[str, Any], np.int64, dict[str, np.ndarra
         self.subgoal_prob = subgoal_prob
         self._root_goal = np.zeros(goal_shape, dtype=np.uint8)
         self._root_goal[0, -1] = 1
-        self._desired_goal = self._root_goal.copy()
+        self._desired_goal = self._root_goal
         self._achieved_goal = np.zeros(goal_shape, dtype=np.uint8)
         self._n_set_cells = 0
 
@@ -88,7 +88,9 @@ class ParseGoalWrapper(gym.Wrapper[dict[str, Any], np.int64, dict[str, np.ndarra
         :param options: passed to the wrapped env (e.g. ``{"sentence": "..."}``)
         """
         obs, info = self.env.reset(seed=seed, options=options)
-        self._desired_goal = self._root_goal if self._base.np_random.random() >= self.subgoal_prob else self._subgoal()
+        # No draw at subgoal_prob=0: the sentences then come exactly as in the wrapped env alone.
+        use_subgoal = self.subgoal_prob > 0 and self._base.np_random.random() < self.subgoal_prob
+        self._desired_goal = self._subgoal() if use_subgoal else self._root_goal
         self._achieved_goal.fill(0)
         self._n_set_cells = 0
         self._update_achieved_goal(obs["history"], bool(info["is_success"]))

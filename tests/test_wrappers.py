@@ -291,11 +291,14 @@ def test_registered_like_the_plain_env() -> None:
     assert goal.kwargs == plain.kwargs
     env = gym.make(GOAL_ID)
     assert isinstance(env.unwrapped, LinguisticParseEnv)
+    plain = gym.make("LinguisticParse-v0")
     obs, info = env.reset(seed=7)
-    plain_obs, plain_info = gym.make("LinguisticParse-v0").reset(seed=7)
-    assert info == plain_info
-    for key in ("text", "history"):
-        np.testing.assert_array_equal(obs[key], plain_obs[key])
+    plain_obs, plain_info = plain.reset(seed=7)
+    for _ in range(5):  # the same sentences, episode after episode
+        assert info == plain_info
+        for key in ("text", "history"):
+            np.testing.assert_array_equal(obs[key], plain_obs[key])
+        (obs, info), (plain_obs, plain_info) = env.reset(), plain.reset()
 
 
 def test_same_seed_same_trajectory_and_pickling() -> None:
