@@ -136,18 +136,22 @@ def evaluate_player(env: gym.Env, player: Player, sentences: Sequence[Sequence[s
     :param sentences: the sentences, as token sequences
     :return: ``n_sentences``, ``success_rate``, ``attempts`` (mean actions per sentence, failures count
         their ``max_steps``), ``solved_attempts`` (per solved sentence, ``None`` when none is solved),
-        ``attempts_per_min_actions`` (mean over sentences of actions / ``min_actions``, failures included)
-        and ``solved_attempts_per_min_actions`` (solved sentences only, ``None`` when none is solved)
+        ``attempts_per_min_actions`` (mean over sentences of actions / ``min_actions``, failures included),
+        ``solved_attempts_per_min_actions`` (solved sentences only, ``None`` when none is solved) and
+        ``chart_share`` (the share of all actions that set a constituent of the chart, ``info["matched"]``: 1.0 for
+        the expert; a low share means the player spends its attempts on cells that can never be part of a parse)
     """
     if len(sentences) == 0:
         raise ValueError("evaluate_player needs at least one sentence")
     successes, attempts, ratios = [], [], []
+    n_matched = 0
     for sentence in sentences:
         obs, info = env.reset(options={"sentence": list(sentence)})
         player.start(env)
         terminated = truncated = False
         while not (terminated or truncated):
             obs, _, terminated, truncated, info = env.step(player.act(env, obs))
+            n_matched += bool(info["matched"])
         successes.append(bool(info["is_success"]))
         attempts.append(info["n_actions"])
         ratios.append(info["n_actions"] / info["min_actions"])
@@ -160,6 +164,7 @@ def evaluate_player(env: gym.Env, player: Player, sentences: Sequence[Sequence[s
         "solved_attempts": float(attempts_arr[solved].mean()) if solved.any() else None,
         "attempts_per_min_actions": float(ratios_arr.mean()),
         "solved_attempts_per_min_actions": float(ratios_arr[solved].mean()) if solved.any() else None,
+        "chart_share": float(n_matched / attempts_arr.sum()),
     }
 
 

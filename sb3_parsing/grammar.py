@@ -249,9 +249,7 @@ class RuleSet:
         for production in grammar.productions():
             if not production.rhs():
                 raise GrammarError(f"{name}: empty production {production}; RuleSets have no empty patterns")
-            pattern = " ".join(
-                s.symbol() if isinstance(s, nltk.Nonterminal) else _quote(s) for s in production.rhs()
-            )
+            pattern = " ".join(s.symbol() if isinstance(s, nltk.Nonterminal) else _quote(s) for s in production.rhs())
             lines.append(f"{pattern} => {production.lhs().symbol()}")
         return cls("\n".join(lines), name)
 

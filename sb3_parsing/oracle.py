@@ -299,9 +299,7 @@ class Oracle:
             counts[index] = total
         return counts
 
-    def _gold_cell_sets(
-        self, chart: list[_Constituent], roots: tuple[int, ...], counts: list[int]
-    ) -> set[frozenset[int]]:
+    def _gold_cell_sets(self, chart: list[_Constituent], roots: tuple[int, ...], counts: list[int]) -> set[frozenset[int]]:
         """
         Distinct cell sets of the first ``max_parses`` parse trees.
 

@@ -73,9 +73,8 @@ class _TokenHeadMixin:
         if self.ortho_init:  # type: ignore[attr-defined]
             self.action_net.apply(partial(self.init_weights, gain=0.01))  # type: ignore[attr-defined]
         # The optimizer built by super() holds the replaced action net's parameters: build it again.
-        self.optimizer = self.optimizer_class(  # type: ignore[attr-defined]
-            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs  # type: ignore[attr-defined]
-        )
+        optimizer_class, optimizer_kwargs = self.optimizer_class, self.optimizer_kwargs  # type: ignore[attr-defined]
+        self.optimizer = optimizer_class(self.parameters(), lr=lr_schedule(1), **optimizer_kwargs)  # type: ignore[attr-defined]
 
 
 class TokenPolicy(_TokenHeadMixin, MultiInputActorCriticPolicy):

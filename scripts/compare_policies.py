@@ -41,8 +41,18 @@ def main() -> None:
     rows = []
     for name, (policy, policy_kwargs) in POLICIES.items():
         env = make_vec_env("LinguisticParse-v0", n_envs=8, seed=args.seed, env_kwargs=SHAPING)
-        model = MaskablePPO(policy, env, n_steps=128, batch_size=256, n_epochs=4, learning_rate=1e-3, gamma=0.95,
-                            ent_coef=0.005, policy_kwargs=policy_kwargs, seed=args.seed)
+        model = MaskablePPO(
+            policy,
+            env,
+            n_steps=128,
+            batch_size=256,
+            n_epochs=4,
+            learning_rate=1e-3,
+            gamma=0.95,
+            ent_coef=0.005,
+            policy_kwargs=policy_kwargs,
+            seed=args.seed,
+        )
         start = time.perf_counter()
         model.learn(args.steps)
         minutes = (time.perf_counter() - start) / 60

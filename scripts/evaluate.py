@@ -34,14 +34,18 @@ _NO_LIMIT = 10**6
 
 
 def _table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
-    header = f"{'sentences':<10} {'player':<18} {'n':>5} {'success':>8} {'attempts':>9} {'att/min':>8} {'solved att/min':>15}"
+    header = (
+        f"{'sentences':<10} {'player':<18} {'n':>5} {'success':>8} {'attempts':>9} {'att/min':>8} "
+        f"{'solved att/min':>15} {'chart cells':>12}"
+    )
     lines = [header, "-" * len(header)]
     for split, players in results.items():
         for name, m in players.items():
             solved = m["solved_attempts_per_min_actions"]
             lines.append(
                 f"{split:<10} {name:<18} {m['n_sentences']:>5} {m['success_rate']:>8.1%} {m['attempts']:>9.2f} "
-                f"{m['attempts_per_min_actions']:>8.3f} {'-' if solved is None else f'{solved:.3f}':>15}"
+                f"{m['attempts_per_min_actions']:>8.3f} {'-' if solved is None else f'{solved:.3f}':>15} "
+                f"{m['chart_share']:>12.1%}"
             )
     return "\n".join(lines)
 

@@ -79,7 +79,7 @@ def test_wasted_attempts_change_nothing() -> None:
     obs2, reward, terminated, _, info = env.step(padding_action)
     assert np.array_equal(obs2["history"], obs["history"]) and reward == 0 and not terminated
     obs3, *_ = env.step(3)
-    obs4, reward, *_ , info = env.step(3)
+    obs4, reward, *_, info = env.step(3)
     assert np.array_equal(obs3["history"], obs4["history"])
     assert obs4["history"].sum() == 1 and info["n_actions"] == 3
 

@@ -36,6 +36,24 @@ def test_expert_needs_min_actions(env, sentences):
     assert result["n_sentences"] == 20
     assert result["success_rate"] == 1.0
     assert result["attempts_per_min_actions"] == result["solved_attempts_per_min_actions"] == 1.0
+    assert result["chart_share"] == 1.0  # every expert action sets a constituent of the chart
+
+
+class _OffChartPlayer:
+    """Sets, in order, the unset cells of the sentence's rows that no chart constituent holds."""
+
+    def start(self, env):
+        analysis = env.unwrapped.analysis
+        self.cells = iter(c for c in range(analysis.n_cells) if not analysis.constituent_mask[c])
+
+    def act(self, env, obs):
+        return next(self.cells)
+
+
+def test_chart_share_counts_the_actions_that_set_chart_constituents(env, sentences):
+    result = evaluate_player(env, _OffChartPlayer(), sentences[:5])
+    assert result["success_rate"] == 0.0
+    assert result["chart_share"] == 0.0
 
 
 def test_top_down_without_limit_always_parses_and_never_beats_the_expert(sentences):

@@ -74,8 +74,20 @@ def test_pp_attachment_gold_cell_sets_by_hand() -> None:
     def cells(*pairs: tuple[int, str]) -> frozenset[int]:
         return frozenset(m * rs.n_labels + labels[label] for m, label in pairs)
 
-    shared = [(0, "S"), (0, "NP"), (0, "Name"), (1, "VP"), (1, "V"), (2, "NP"), (2, "Name"), (3, "PP"), (3, "P"),
-              (4, "NP"), (4, "Det"), (5, "N")]
+    shared = [
+        (0, "S"),
+        (0, "NP"),
+        (0, "Name"),
+        (1, "VP"),
+        (1, "V"),
+        (2, "NP"),
+        (2, "Name"),
+        (3, "PP"),
+        (3, "P"),
+        (4, "NP"),
+        (4, "Det"),
+        (5, "N"),
+    ]
     # Attaching the PP to the VP or to "Mary" adds no new (start, label) cell in label columns:
     # VP over 1-5 and VP over 1-2 share (1, VP); NP over 2-5 and NP over 2-2 share (2, NP).
     assert set(analysis.gold_cell_sets) == {cells(*shared)}

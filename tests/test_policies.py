@@ -78,8 +78,9 @@ def test_token_dqn_policy_trains_with_and_without_her(env_id: str) -> None:
     env = gym.make(env_id, max_steps=16)
     her = dict(replay_buffer_class=HerReplayBuffer, replay_buffer_kwargs=dict(n_sampled_goal=2)) if "Goal" in env_id else {}
     policy_kwargs = dict(features_extractor_kwargs=dict(embed_dim=16, n_layers=1, n_heads=2, ff_dim=16))
-    model = DQN(TokenDQNPolicy, env, learning_starts=64, buffer_size=1000, batch_size=16,
-                policy_kwargs=policy_kwargs, seed=0, **her)
+    model = DQN(
+        TokenDQNPolicy, env, learning_starts=64, buffer_size=1000, batch_size=16, policy_kwargs=policy_kwargs, seed=0, **her
+    )
     head = model.policy.q_net.q_net[0]
     assert isinstance(head, TokenActionHead)
     before = head.linear.weight.detach().clone()
