@@ -141,3 +141,13 @@ def test_parse_metrics_callback_logs_attempts(tmp_path):
     progress = (tmp_path / "progress.csv").read_text().splitlines()
     assert {"rollout/attempts", "rollout/attempts_per_min_actions"} <= set(progress[0].split(","))
     assert len(callback.attempts) > 0 and np.mean(callback.attempts) == 8.0, "every episode is truncated after 8 actions"
+    assert "rollout/chart_share" in progress[0].split(",")
+    assert np.mean(callback.chart_shares) < 0.5, "an untrained agent sets mostly cells outside the chart"
+
+
+def test_parse_metrics_callback_chart_share_is_one_when_only_chart_cells_can_be_set():
+    env = make_vec_env("LinguisticParse-v0", n_envs=2, env_kwargs=dict(max_steps=8, mask_mode="oracle"))
+    model = MaskablePPO("MultiInputPolicy", env, n_steps=32, batch_size=32, n_epochs=1)
+    callback = ParseMetricsCallback()
+    model.learn(64, callback=callback)
+    assert len(callback.chart_shares) > 0 and set(callback.chart_shares) == {1.0}
