@@ -11,11 +11,11 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3.common.env_util import make_vec_env
 
 import sb3_parsing  # noqa: F401  (registers LinguisticParse-v0)
+from quickstart import MASKABLE_PPO_KWARGS, SHAPING  # scripts/ is on sys.path when a script in it runs
 from sb3_parsing.evaluation import ModelPlayer, evaluate_player
 from sb3_parsing.extractors import TokenTransformerExtractor
 from sb3_parsing.policies import MaskableTokenPolicy
 
-SHAPING = dict(constituent_bonus=0.1, step_penalty=0.1)
 TRANSFORMER = dict(embed_dim=64, n_layers=1, n_heads=4, ff_dim=128)
 POLICIES: dict[str, tuple[Any, dict[str, Any]]] = {
     "MaskableTokenPolicy (per-row head)": (MaskableTokenPolicy, dict(features_extractor_kwargs=TRANSFORMER)),
@@ -41,18 +41,7 @@ def main() -> None:
     rows = []
     for name, (policy, policy_kwargs) in POLICIES.items():
         env = make_vec_env("LinguisticParse-v0", n_envs=8, seed=args.seed, env_kwargs=SHAPING)
-        model = MaskablePPO(
-            policy,
-            env,
-            n_steps=128,
-            batch_size=256,
-            n_epochs=4,
-            learning_rate=1e-3,
-            gamma=0.95,
-            ent_coef=0.005,
-            policy_kwargs=policy_kwargs,
-            seed=args.seed,
-        )
+        model = MaskablePPO(policy, env, **MASKABLE_PPO_KWARGS, policy_kwargs=policy_kwargs, seed=args.seed)
         start = time.perf_counter()
         model.learn(args.steps)
         minutes = (time.perf_counter() - start) / 60

@@ -14,6 +14,8 @@ from sb3_parsing.policies import MaskableTokenPolicy
 # Each new cell of a parse earns what a step costs, so only wasted attempts cost: the agent learns to parse
 # in few attempts. Success is the unchanged +1 of the default game.
 SHAPING = dict(constituent_bonus=0.1, step_penalty=0.1)
+# The hyperparameters of the shipped ppo_mask.yml (also used by compare_policies.py)
+MASKABLE_PPO_KWARGS = dict(n_steps=128, batch_size=256, n_epochs=4, learning_rate=1e-3, gamma=0.95, ent_coef=0.005)
 
 
 def main() -> None:
@@ -28,12 +30,7 @@ def main() -> None:
     model = MaskablePPO(
         MaskableTokenPolicy,
         train_env,
-        n_steps=128,
-        batch_size=256,
-        n_epochs=4,
-        learning_rate=1e-3,
-        gamma=0.95,
-        ent_coef=0.005,
+        **MASKABLE_PPO_KWARGS,
         policy_kwargs=dict(features_extractor_kwargs=dict(embed_dim=64, n_layers=1, n_heads=4, ff_dim=128)),
         seed=args.seed,
     )
