@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, SupportsFloat
@@ -11,8 +12,9 @@ import numpy as np
 from gymnasium import spaces
 
 from sb3_parsing.corpus import SPLITS, check_sentences, load_sentences, sample_sentences, split_sentences
+from sb3_parsing.game import TARGETS, ParseBoards, Target
 from sb3_parsing.grammar import GrammarError, RuleSet, available_grammars
-from sb3_parsing.oracle import COLUMN_MODES, Oracle, SentenceAnalysis
+from sb3_parsing.oracle import COLUMN_MODES, Oracle, SentenceAnalysis, shared_oracle
 
 __all__ = ["MASK_MODES", "LinguisticParseEnv"]
 
@@ -33,14 +35,28 @@ def _load_grammar(grammar: str | Path | RuleSet) -> RuleSet:
     )
 
 
+def _board_setting(name: str, convert: type) -> property:
+    """An env setting stored in its board's row of :class:`ParseBoards` (so each env of a VecEnv has its own)."""
+
+    def get(env: LinguisticParseEnv) -> Any:
+        return convert(getattr(env._boards, name)[env._board])
+
+    def set_(env: LinguisticParseEnv, value: Any) -> None:
+        getattr(env._boards, name)[env._board] = value
+
+    return property(get, set_, doc=f"``{name}`` of this env's board.")
+
+
 class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     """
     ## Description
     The agent parses a sentence of a language defined by a RuleSet (seed 002). The state is two
     matrices: the Text matrix **T** (one-hot tokens) and the History matrix **H** (the cells the
     agent has set). An action ``(m, n)`` applies the parser at position ``m`` to match column ``n``
-    and sets ``H[m, n] = 1``. The episode is won the moment **H** holds every cell of the nodes of
-    one complete parse tree (a *gold cell set*).
+    and sets ``H[m, n] = 1``. With ``target="any"`` the episode is won the moment **H** holds every
+    cell of the nodes of some complete parse tree, however many parses the sentence has (decided on
+    the chart: :class:`~sb3_parsing.oracle.Derivation`); with ``target="tree"`` only the sentence's
+    own tree wins.
 
     ## Action Space
     ``Discrete(obs_len * n_columns)``, action ``a = m * n_columns + n``. Column ``n`` is rule ``n``
@@ -54,7 +70,7 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
 
     ## Rewards
     ``success_reward`` (1) on success, else 0; optional shaping: ``-step_penalty`` every step and
-    ``constituent_bonus`` for a newly set cell that belongs to a gold cell set.
+    ``constituent_bonus`` for a newly set cell that belongs to some winning tree.
 
     ## Starting State
     A sentence drawn from the split with ``self.np_random``, ``H`` all zero.
@@ -63,74 +79,96 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     Terminated on success; truncated after ``max_steps`` actions.
 
     ## Info
-    ``sentence``, ``n_parses``, ``parses_capped``, ``min_actions``, ``n_actions``, ``matched`` (the last
-    action set a cell of a chart constituent), ``is_success``.
+    ``sentence``, ``n_parses`` (exact), ``min_actions``, ``min_actions_exact`` (False only when the search for
+    the smallest tree gave up on a huge chart: ``min_actions`` is then an upper bound), ``n_actions``,
+    ``matched`` (the last action set a new cell of a chart constituent), ``is_success``; on success ``parse``,
+    the tree built as a bracketed string (``nltk.Tree.fromstring`` reads it).
 
     ## Registered Configurations
     ``LinguisticParse-v0``: the English grammar (PP-attachment ambiguity), sentences of 3 to 12 tokens,
-    16 rows (room to evaluate on longer sentences), ``columns="rules"``.
+    ``columns="rules"``.
 
     :param grammar: a built-in grammar name, a path to a RuleSet file, or a RuleSet
     :param sentences: ``None`` to sample from the grammar, or a list of sentences, or a file with one per line
-    :param split: ``"train"``, ``"test"`` (held-out sentences, never in train) or ``"all"``
+    :param split: ``"train"``, ``"test"`` (held-out sentences, never in train) or ``"all"``; default ``"train"``
+        for sampled sentences and ``"all"`` for given ones
     :param min_len: fewest tokens of a sampled sentence
     :param max_len: most tokens of a sentence
     :param obs_len: rows of the matrices (default ``max_len``); larger lets a model meet longer sentences
     :param max_steps: actions before truncation (default ``4 * max_len``)
     :param columns: ``"rules"`` or ``"labels"``
     :param mask_mode: ``"history"`` or ``"oracle"``
+    :param target: ``"any"`` (any complete parse wins) or ``"tree"`` (only the sentence's own tree)
     :param success_reward: reward on success
     :param step_penalty: subtracted from the reward at every step
-    :param constituent_bonus: added when a new cell belongs to a gold cell set
-    :param max_parses: most parse trees enumerated per sentence for gold cell sets
+    :param constituent_bonus: added when a new cell belongs to a winning tree
     :param n_sentences: how many distinct sentences to sample (before the split)
     :param test_fraction: share of sentences held out in ``split="test"``
     :param max_depth: derivation depth bound of the sampler
     :param corpus_seed: seed of the sentence sampler (the pool, hence the split, depends on it only)
-    :param render_mode: ``"ansi"``, ``"rgb_array"``, ``"human"`` (prints the ansi text) or ``None``
+    :param analyses: a file written by :meth:`Oracle.save_analyses` for this grammar and columns, loaded once
+    :param render_mode: ``"ansi"``, ``"rgb_array"``, ``"human"`` (prints the ansi text at every step) or ``None``
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array", "human"], "render_fps": 4}  # noqa: RUF012
+
+    max_steps = _board_setting("max_steps", int)
+    success_reward = _board_setting("success_reward", float)
+    step_penalty = _board_setting("step_penalty", float)
+    constituent_bonus = _board_setting("constituent_bonus", float)
 
     def __init__(
         self,
         grammar: str | Path | RuleSet = "english",
         sentences: str | Path | Sequence[str] | None = None,
-        split: str = "train",
+        split: str | None = None,
         min_len: int = 3,
         max_len: int = 12,
         obs_len: int | None = None,
         max_steps: int | None = None,
         columns: str = "rules",
         mask_mode: str = "history",
+        target: str = "any",
         success_reward: float = 1.0,
         step_penalty: float = 0.0,
         constituent_bonus: float = 0.0,
-        max_parses: int = 1000,
         n_sentences: int = 2000,
         test_fraction: float = 0.2,
         max_depth: int | None = None,
         corpus_seed: int = 0,
+        analyses: str | Path | None = None,
         render_mode: str | None = None,
     ) -> None:
         super().__init__()
+        split = ("train" if sentences is None else "all") if split is None else split
         if columns not in COLUMN_MODES:
             raise ValueError(f"unknown columns={columns!r}; use one of {COLUMN_MODES}")
         if mask_mode not in MASK_MODES:
             raise ValueError(f"unknown mask_mode={mask_mode!r}; use one of {MASK_MODES}")
+        if target not in TARGETS:
+            raise ValueError(f"unknown target={target!r}; use one of {TARGETS}")
         if split not in SPLITS:
             raise ValueError(f"unknown split={split!r}; use one of {SPLITS}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"unknown render_mode={render_mode!r}; use one of {self.metadata['render_modes']} or None")
+        if max_len < 1:
+            raise ValueError(f"max_len must be at least 1, got {max_len}")
         obs_len = max_len if obs_len is None else obs_len
-        if not 1 <= max_len <= obs_len:
-            raise ValueError(f"need 1 <= max_len <= obs_len, got max_len={max_len}, obs_len={obs_len}")
+        if obs_len < max_len:
+            raise ValueError(
+                f"obs_len={obs_len} rows cannot hold sentences of max_len={max_len} tokens; "
+                f"raise obs_len to {max_len} or more, or leave it out (it then follows max_len)"
+            )
         max_steps = 4 * max_len if max_steps is None else max_steps
         if max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {max_steps}")
 
         self.ruleset = _load_grammar(grammar)
-        self.oracle = Oracle(self.ruleset, columns=columns, max_parses=max_parses)  # type: ignore[arg-type]
+        self.oracle: Oracle = shared_oracle(self.ruleset, columns)  # type: ignore[arg-type]
+        if analyses is not None:
+            self.oracle.load_analyses(analyses)
+        if target == "tree":
+            raise NotImplementedError("target='tree' needs sentences with trees")  # wired below once trees are read
         if sentences is None:
             pool = sample_sentences(self.ruleset, n_sentences, min_len, max_len, max_depth, seed=corpus_seed)
         else:
@@ -141,16 +179,12 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self.split = split
         self.obs_len = obs_len
         self.max_len = max_len
-        self.max_steps = max_steps
         self.columns = columns
         self.mask_mode = mask_mode
-        self.success_reward = float(success_reward)
-        self.step_penalty = float(step_penalty)
-        self.constituent_bonus = float(constituent_bonus)
+        self.target = target
         self.render_mode = render_mode
         self.n_columns = self.oracle.n_columns
-        self._terminal_column = {s.name: i for i, s in enumerate(self.ruleset.alphabet) if not s.is_label}
-
+        self._text_column = {s.name: i for i, s in enumerate(self.ruleset.alphabet) if not s.is_label}
         self.observation_space = spaces.Dict(  # type: ignore[assignment]
             {
                 "text": spaces.Box(0, 1, (obs_len, len(self.ruleset.alphabet)), dtype=np.uint8),
@@ -159,33 +193,45 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         )
         self.n_history_cells = obs_len * self.n_columns
         self.action_space = spaces.Discrete(self.n_history_cells)
+        self._boards = ParseBoards(1, obs_len, self.n_columns, len(self.ruleset.alphabet))
+        self._board = 0
+        self._apply_settings(max_steps, success_reward, step_penalty, constituent_bonus)
+        self._sentence_info: dict[str, Any] = {}
+        self._started = False
 
-        self._text = np.zeros((obs_len, len(self.ruleset.alphabet)), dtype=np.uint8)
-        self._history = np.zeros((obs_len, self.n_columns), dtype=np.uint8)
-        self._flat_history = self._history.reshape(-1)  # a view: setting a cell is one store
-        self._cells: set[int] = set()
-        self._analysis: SentenceAnalysis | None = None
-        self._missing = np.zeros(0, dtype=np.int32)  # per gold cell set, how many of its cells are unset
-        self._n_actions = 0
-        self._is_success = False
-        self._matched = False
-        # Kept up to date by reset and step so that a step costs O(1) whatever the sentence length and grammar size.
-        self._mask = np.zeros(self.n_history_cells, dtype=bool)  # action_masks(): worth-taking cells
-        self._sentence_info: tuple[str, int, bool, int] = ("", 0, False, 0)  # sentence, n_parses, parses_capped, min_actions
-        self._text_rows: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}  # tokens -> where T holds ones
+    def _apply_settings(self, max_steps: int, success_reward: float, step_penalty: float, constituent_bonus: float) -> None:
+        self.max_steps = max_steps
+        self.success_reward = float(success_reward)
+        self.step_penalty = float(step_penalty)
+        self.constituent_bonus = float(constituent_bonus)
+        self._boards.oracle_mask[self._board] = self.mask_mode == "oracle"
 
-    # Pickle copies a view into an array of its own: make ``_flat_history`` a view of ``_history`` again.
+    def on_board(self, boards: ParseBoards, board: int) -> LinguisticParseEnv:
+        """
+        A copy of this env (same grammar, sentences and settings, its own ``np_random``) that plays row ``board`` of
+        ``boards``: how :class:`~sb3_parsing.vec_env.LinguisticParseVecEnv` gets N envs that step together.
+
+        :param boards: the shared boards
+        :param board: the row this env plays
+        """
+        env = copy.copy(self)
+        env._boards, env._board = boards, board
+        env._apply_settings(self.max_steps, self.success_reward, self.step_penalty, self.constituent_bonus)
+        env._np_random = None
+        env._sentence_info = {}
+        env._started = False
+        return env
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._flat_history = self._history.reshape(-1)
+        self.oracle = shared_oracle(self.ruleset, self.columns)  # type: ignore[arg-type]
 
     # --- the game ---------------------------------------------------------------------------
     @property
     def analysis(self) -> SentenceAnalysis:
         """The oracle's analysis of the current sentence."""
-        if self._analysis is None:
-            raise RuntimeError("call reset() before using the environment")
-        return self._analysis
+        self._check_started()
+        return self._boards.analyses[self._board]  # type: ignore[return-value]
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -203,24 +249,17 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             check_sentences(self.oracle, [tokens], self.obs_len)
         else:
             tokens = self.sentences[int(self.np_random.integers(len(self.sentences)))]
-        self._analysis = analysis = self.oracle.analyze(tokens)
-        ones = self._text_rows.get(tokens)
-        if ones is None:
-            ones = (np.arange(len(tokens)), np.array([self._terminal_column[t] for t in tokens], dtype=np.intp))
-            if len(self._text_rows) < 65536:  # bounded: options may bring any number of new sentences
-                self._text_rows[tokens] = ones
-        self._text.fill(0)
-        self._text[ones] = 1
-        self._history.fill(0)
-        self._cells.clear()
-        self._missing = analysis.gold_sizes.copy()
-        self._mask.fill(False)
-        self._mask[: analysis.n_cells] = analysis.constituent_mask if self.mask_mode == "oracle" else True
-        self._sentence_info = (" ".join(tokens), analysis.n_parses, analysis.parses_capped, analysis.min_actions)
-        self._n_actions = 0
-        self._is_success = False
-        self._matched = False
-        return self._observation(), self._info()
+        analysis = self.oracle.analyze(tokens)
+        self._boards.reset_board(self._board, analysis, [self._text_column[t] for t in tokens], Target())
+        self._sentence_info = {
+            "sentence": " ".join(tokens),
+            "n_parses": analysis.n_parses,
+            "min_actions": self._boards.min_actions(self._board),
+            "min_actions_exact": analysis.min_actions_exact,
+        }
+        self._started = True
+        self._render_frame()
+        return self._observation(), self.info()
 
     def step(self, action: np.int64 | int) -> tuple[dict[str, np.ndarray], SupportsFloat, bool, bool, dict[str, Any]]:
         """
@@ -228,106 +267,130 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
 
         :param action: ``m * n_columns + n``
         """
-        analysis = self.analysis
-        cell = int(action)
-        if not 0 <= cell < self._mask.size:
-            raise ValueError(f"action {action} is outside the action space Discrete({self.n_history_cells})")
-        if self._is_success:
-            raise RuntimeError("the episode is over (success): call reset()")
-        self._n_actions += 1
-        reward = -self.step_penalty
-        # One cell is read and set, and only the counters of the gold sets holding it move: no re-parsing.
-        if cell < analysis.n_cells:
-            self._matched = bool(analysis.constituent_mask[cell])
-            if cell not in self._cells:
-                self._cells.add(cell)
-                self._flat_history[cell] = 1
-                self._mask[cell] = False
-                if analysis.gold_cell_mask[cell]:
-                    reward += self.constituent_bonus
-                    self._missing -= analysis.gold_membership[:, cell]
-                    self._is_success = bool(self._missing.min() == 0)
-        else:
-            self._matched = False
-        if self._is_success:
-            reward += self.success_reward
-        truncated = not self._is_success and self._n_actions >= self.max_steps
-        return self._observation(), reward, self._is_success, truncated, self._info()
+        self._check_started()
+        if self._boards.n_boards != 1:
+            raise RuntimeError("this env plays one board of a LinguisticParseVecEnv: step the VecEnv")
+        rewards, terminated, truncated = self._boards.step(np.array([int(action)], dtype=np.int64))
+        self._render_frame()
+        return self._observation(), float(rewards[0]), bool(terminated[0]), bool(truncated[0]), self.info()
+
+    def info(self) -> dict[str, Any]:
+        """The info dict of the current state (what ``reset`` and ``step`` return)."""
+        boards, board = self._boards, self._board
+        info = {
+            **self._sentence_info,
+            "n_actions": int(boards.n_actions[board]),
+            "matched": bool(boards.matched[board]),
+            "is_success": bool(boards.is_success[board]),
+        }
+        if info["is_success"]:
+            info["parse"] = boards.parse(board)
+        return info
 
     def action_masks(self) -> np.ndarray:
         """Boolean mask of the actions worth taking: real rows, unset cells (and chart cells with ``mask_mode="oracle"``)."""
-        if self._analysis is None:
-            raise RuntimeError("call reset() before using the environment")
-        return self._mask.copy()
+        self._check_started()
+        return self._boards.mask[self._board].copy()
 
     def expert_action(self) -> int:
         """The next action of a shortest winning completion of the current history."""
-        return self.analysis.expert_action(self._cells)
+        self._check_started()
+        return self._boards.expert_action(self._board)
+
+    def history_cells(self) -> set[int]:
+        """The cells set so far in this episode."""
+        self._check_started()
+        return set(self._boards.cells(self._board))
+
+    def parse_tree(self) -> Any:
+        """The tree that won the episode as an ``nltk.Tree`` (``None`` before success; needs nltk)."""
+        self._check_started()
+        parse = self._boards.parse(self._board)
+        if parse is None:
+            return None
+        from nltk import Tree
+
+        return Tree.fromstring(parse)
+
+    def decode_action(self, action: int) -> tuple[int, str]:
+        """
+        ``(position, column name)`` of an action: the rule (``columns="rules"``) or label it applies at that position.
+
+        :param action: ``m * n_columns + n``
+        """
+        if not 0 <= int(action) < self.n_history_cells:
+            raise ValueError(f"action {action} is outside the action space Discrete({self.n_history_cells})")
+        position, column = divmod(int(action), self.n_columns)
+        return position, self.column_names()[column]
+
+    def column_names(self) -> list[str]:
+        """What each column of the history matrix stands for: rule texts or labels."""
+        return [str(rule) for rule in self.ruleset.rules] if self.columns == "rules" else list(self.ruleset.labels)
 
     def _observation(self) -> dict[str, np.ndarray]:
-        return {"text": self._text.copy(), "history": self._history.copy()}
+        return {"text": self._boards.text[self._board].copy(), "history": self._boards.history[self._board].copy()}
 
-    def _info(self) -> dict[str, Any]:
-        sentence, n_parses, parses_capped, min_actions = self._sentence_info
-        return {
-            "sentence": sentence,
-            "n_parses": n_parses,
-            "parses_capped": parses_capped,
-            "min_actions": min_actions,
-            "n_actions": self._n_actions,
-            "matched": self._matched,
-            "is_success": self._is_success,
-        }
+    def _check_started(self) -> None:
+        if not self._started:
+            raise RuntimeError("call reset() before using the environment")
 
     # --- rendering --------------------------------------------------------------------------
+    def _render_frame(self) -> None:
+        if self.render_mode == "human":
+            print(self._render_ansi())
+
     def render(self) -> str | np.ndarray | None:
-        """Draw the sentence and the two matrices (``"ansi"``/``"human"``: text, ``"rgb_array"``: an image)."""
+        """Draw the sentence and the two matrices (``"ansi"``: text, ``"rgb_array"``: an image, ``"human"``: printed)."""
+        if self.render_mode is None:
+            gym.logger.warn(
+                "You are calling render method without specifying any render mode. "
+                f"Make the env with render_mode, one of {self.metadata['render_modes']}"
+            )
+            return None
+        self._check_started()
         if self.render_mode == "rgb_array":
             return self._render_rgb()
-        if self.render_mode in ("ansi", "human"):
-            text = self._render_ansi()
-            if self.render_mode == "human":
-                print(text)
-                return None
-            return text
-        return None
-
-    def _column_names(self) -> list[str]:
-        return [str(rule) for rule in self.ruleset.rules] if self.columns == "rules" else list(self.ruleset.labels)
+        text = self._render_ansi()
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text
 
     def _render_ansi(self) -> str:
         analysis = self.analysis
-        names = self._column_names()
+        names = self.column_names()
+        boards, board = self._boards, self._board
         width = max(len(t) for t in analysis.tokens)
         lines = [
             f"sentence: {' '.join(analysis.tokens)}",
-            f"actions: {self._n_actions}/{self.max_steps}  min_actions: {analysis.min_actions}  "
-            f"parses: {analysis.n_parses}  success: {self._is_success}",
+            f"actions: {boards.n_actions[board]}/{self.max_steps}  min_actions: {self._sentence_info['min_actions']}  "
+            f"parses: {analysis.n_parses}  success: {bool(boards.is_success[board])}",
             "H (columns: " + "; ".join(f"{i}={name}" for i, name in enumerate(names)) + ")",
         ]
         for m, token in enumerate(analysis.tokens):
-            row = "".join("#" if v else "." for v in self._history[m])
+            row = "".join("#" if v else "." for v in boards.history[board, m])
             lines.append(f"{m:>3} {token:<{width}} |{row}|")
-        if self._is_success:
-            found = next(g for g in analysis.gold_cell_sets if g <= self._cells)
-            applied = [f"{names[c % self.n_columns]} @ {c // self.n_columns}" for c in sorted(found)]
-            lines.append("parse: " + ", ".join(applied))
+        parse = boards.parse(board)
+        if parse is not None:
+            lines.append(f"parse: {parse}")
         return "\n".join(lines)
 
     def _render_rgb(self) -> np.ndarray:
-        """T in grey, a gap, then H: set gold cells green, other set cells red, unset chart cells faint blue."""
+        """T in grey, a gap, then H: set cells of winning trees green, other set cells red, unset chart cells faint blue."""
         analysis = self.analysis
-        rows, text_cols = self._text.shape
+        boards, board = self._boards, self._board
+        text, history = boards.text[board], boards.history[board]
+        rows, text_cols = text.shape
         image = np.full((rows, text_cols + 1 + self.n_columns, 3), 255, dtype=np.uint8)
-        image[:, :text_cols][self._text == 1] = (60, 60, 60)
-        history = image[:, text_cols + 1 :]
+        image[:, :text_cols][text == 1] = (60, 60, 60)
+        picture = image[:, text_cols + 1 :]
         chart = np.zeros(self.n_history_cells, dtype=bool)
-        chart[: analysis.n_cells] = analysis.constituent_mask
-        gold = np.zeros(self.n_history_cells, dtype=bool)
-        gold[: analysis.n_cells] = analysis.gold_cell_mask
-        history[chart.reshape(rows, -1)] = (210, 225, 255)
-        set_cells = self._history == 1
-        history[set_cells & gold.reshape(rows, -1)] = (40, 170, 60)
-        history[set_cells & np.logical_not(gold.reshape(rows, -1))] = (200, 50, 50)
+        chart[analysis.chart_cells] = True
+        useful = np.zeros(self.n_history_cells, dtype=bool)
+        useful[boards.useful_cells(board)] = True
+        picture[chart.reshape(rows, -1)] = (210, 225, 255)
+        set_cells = history == 1
+        picture[set_cells & useful.reshape(rows, -1)] = (40, 170, 60)
+        picture[set_cells & ~useful.reshape(rows, -1)] = (200, 50, 50)
         image[len(analysis.tokens) :, :] = np.minimum(image[len(analysis.tokens) :, :], 235)
         return np.repeat(np.repeat(image, _CELL_PIXELS, axis=0), _CELL_PIXELS, axis=1)

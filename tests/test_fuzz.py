@@ -3,7 +3,7 @@ Property-based tests: arbitrary RuleSet text, random valid grammars against NLTK
 
 Over 3,000 generated rule texts must load or raise :class:`GrammarError` (nothing else, never a
 hang); the oracle's parse counts must equal NLTK's on random grammars; random actions must keep
-the history matrix binary, equal to the actions taken, and end the episode exactly on a gold set.
+the history matrix binary, equal to the actions taken, and end the episode exactly when it holds a parse.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sb3_parsing import GrammarError, LinguisticParseEnv, Oracle, RuleSet
 from sb3_parsing.corpus import sample_sentences
 
 nltk = pytest.importorskip("nltk")
+from reference import gold_cell_sets, nltk_trees  # noqa: E402 - needs nltk
 
 # Each example must finish well inside the deadline: a slow one is a hang in the making.
 FUZZ = settings(deadline=2000, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -196,20 +197,24 @@ def test_random_grammars_parse_counts_equal_nltk(text: str, columns: str, seed: 
         sentences = sample_sentences(ruleset, 4, 1, 6, seed=seed)
     except GrammarError:
         assume(False)  # no sentence of at most 6 tokens: nothing to compare
-    oracle = Oracle(ruleset, columns=columns, max_parses=200)
-    parser = nltk.ChartParser(ruleset.to_nltk())
+    oracle = Oracle(ruleset, columns=columns)
     for sentence in sentences:
         analysis = oracle.analyze(sentence)
         if analysis.n_parses > 200:
             continue  # NLTK enumerates every tree: keep it bounded
-        assert analysis.n_parses == len(list(parser.parse(sentence))), (text, sentence)
-        assert not analysis.parses_capped
-        assert 1 <= len(analysis.gold_cell_sets) <= analysis.n_parses
-        assert all(cells <= analysis.constituent_cells for cells in analysis.gold_cell_sets)
-        assert analysis.min_actions == min(len(cells) for cells in analysis.gold_cell_sets)
+        assert analysis.n_parses == len(nltk_trees(ruleset, sentence)), (text, sentence)
+        golds = gold_cell_sets(oracle, sentence)
+        assert all(analysis.is_won(cells) for cells in golds)
+        assert all(cells <= set(analysis.chart_cells.tolist()) for cells in golds)
+        assert analysis.min_actions == min(len(cells) for cells in golds)
 
 
 # --- random play ----------------------------------------------------------------------------
+@cache
+def _golds(oracle: Oracle, tokens: tuple[str, ...]) -> set[frozenset[int]]:
+    return gold_cell_sets(oracle, tokens)
+
+
 @cache
 def _env(grammar: str, columns: str, mask_mode: str) -> LinguisticParseEnv:
     # max_len 7 keeps random play likely to win now and then, so termination is exercised both ways.
@@ -244,13 +249,16 @@ def test_random_actions_keep_history_consistent(
         assert set(np.unique(history)) <= {0, 1}
         assert set(np.flatnonzero(history)) == taken
         assert obs["text"][len(analysis.tokens) :].sum() == 0 and obs["history"][len(analysis.tokens) :].sum() == 0
-        won = any(cells <= taken for cells in analysis.gold_cell_sets)
+        won = any(cells <= taken for cells in _golds(env.oracle, analysis.tokens))
         assert terminated == won == info["is_success"]
         assert reward == (env.success_reward if won else 0.0)
         assert truncated == (not won and info["n_actions"] >= env.max_steps)
         if not (terminated or truncated):
             expected = np.zeros(env.action_space.n, dtype=bool)
-            expected[: analysis.n_cells] = True if mask_mode == "history" else analysis.constituent_mask
+            if mask_mode == "history":
+                expected[: analysis.n_cells] = True
+            else:
+                expected[analysis.chart_cells] = True
             expected[list(taken)] = False
             assert np.array_equal(env.action_masks(), expected)
         else:

@@ -1,9 +1,11 @@
+import numpy as np
 import pytest
 
-from sb3_parsing import GrammarError, Oracle, RuleSet
+from sb3_parsing import GrammarError, Oracle, RuleSet, shared_oracle
 from sb3_parsing.corpus import sample_sentences
 
 nltk = pytest.importorskip("nltk")
+from reference import gold_cell_sets, nltk_trees, tree_cells  # noqa: E402 - needs nltk
 
 # Grammars the built-ins don't cover: unary chains, quoted punctuation, ambiguous connectives, two goals.
 LOGIC = """
@@ -47,23 +49,49 @@ def _ruleset(name: str) -> RuleSet:
 
 @pytest.mark.parametrize("name", ["english", "arithmetic", "dyck", "logic", "chains", "two_goals"])
 @pytest.mark.parametrize("columns", ["rules", "labels"])
-def test_parse_counts_equal_nltk_and_expert_wins_in_min_actions(name: str, columns: str) -> None:
+def test_counts_wins_and_min_actions_equal_nltk_trees(name: str, columns: str) -> None:
     rs = _ruleset(name)
-    oracle = Oracle(rs, columns=columns, max_parses=10_000)
-    parser = nltk.ChartParser(rs.to_nltk())
+    oracle = Oracle(rs, columns=columns)
     for sentence in sample_sentences(rs, 25, 1, 9, seed=3):
         analysis = oracle.analyze(sentence)
-        assert analysis.n_parses == len(list(parser.parse(sentence))), sentence
-        assert not analysis.parses_capped
+        golds = gold_cell_sets(oracle, sentence)
+        assert analysis.n_parses == len(nltk_trees(rs, sentence)), sentence
+        assert analysis.min_actions == min(len(g) for g in golds) and analysis.min_actions_exact
+        assert set(analysis.useful_cells.tolist()) == set().union(*golds)
+        for gold in golds:
+            assert analysis.is_won(gold), (sentence, gold)  # every parse wins, not only the first enumerated
+            for cell in gold:  # one cell short wins only if the rest holds another parse
+                rest = gold - {cell}
+                assert analysis.is_won(rest) == any(other <= rest for other in golds)
         history: set[int] = set()
-        while not any(gold <= history for gold in analysis.gold_cell_sets):
+        while not analysis.is_won(history):
             cell = analysis.expert_action(history)
             assert cell not in history
             history.add(cell)
-        assert len(history) == analysis.min_actions == min(len(g) for g in analysis.gold_cell_sets)
+        assert len(history) == analysis.min_actions
 
 
-def test_pp_attachment_gold_cell_sets_by_hand() -> None:
+@pytest.mark.parametrize("columns", ["rules", "labels"])
+def test_expert_is_optimal_from_any_history(columns: str) -> None:
+    rs = RuleSet.from_text(LOGIC, "logic")
+    oracle = Oracle(rs, columns=columns)
+    rng = np.random.default_rng(0)
+    for sentence in sample_sentences(rs, 30, 3, 9, seed=1):
+        analysis = oracle.analyze(sentence)
+        golds = sorted(gold_cell_sets(oracle, sentence), key=sorted)
+        cells = sorted(set().union(*golds))
+        for _ in range(5):
+            history = {c for c in cells if rng.random() < 0.4} | {int(rng.integers(analysis.n_cells))}
+            if analysis.is_won(history):
+                continue
+            best = min(len(g - history) for g in golds)
+            action = analysis.expert_action(history)
+            assert action not in history
+            assert min(len(g - history - {action}) for g in golds) == best - 1, (sentence, history)
+            assert len(analysis.cheapest_tree(history)[0] - history) == best
+
+
+def test_pp_attachment_cells_by_hand() -> None:
     rs = RuleSet.builtin("english")
     oracle = Oracle(rs, columns="labels")
     tokens = tuple("John saw Mary with a telescope".split())
@@ -90,41 +118,79 @@ def test_pp_attachment_gold_cell_sets_by_hand() -> None:
     ]
     # Attaching the PP to the VP or to "Mary" adds no new (start, label) cell in label columns:
     # VP over 1-5 and VP over 1-2 share (1, VP); NP over 2-5 and NP over 2-2 share (2, NP).
-    assert set(analysis.gold_cell_sets) == {cells(*shared)}
-    assert analysis.min_actions == 12
+    assert gold_cell_sets(oracle, tokens) == {cells(*shared)}
+    assert analysis.min_actions == 12 and analysis.cheapest_tree()[0] == cells(*shared)
+    assert analysis.is_won(cells(*shared))
 
     by_rule = Oracle(rs, columns="rules").analyze(tokens)
-    assert len(by_rule.gold_cell_sets) == 2  # "VP PP => VP" at 1 versus "NP PP => NP" at 2
+    assert len(gold_cell_sets(by_rule.oracle, tokens)) == 2  # "VP PP => VP" at 1 versus "NP PP => NP" at 2
     assert by_rule.min_actions == 13
 
 
-def test_left_recursion_parses_and_counts() -> None:
+def test_nested_left_recursion_shares_one_cell() -> None:
     rs = RuleSet.builtin("arithmetic")
     analysis = Oracle(rs).analyze(tuple("1 - 2 - 3".split()))
     assert analysis.n_parses == 1
     rule_of = {str(rule): i for i, rule in enumerate(rs.rules)}
     minus = rule_of["E - T => E"]
-    # (1 - 2) - 3: both subtractions start at position 0 and share one cell
-    assert 0 * rs.n_rules + minus in analysis.gold_cell_sets[0]
+    # (1 - 2) - 3: both subtractions start at position 0 and share one cell, counted once
+    cells, exact = analysis.cheapest_tree()
+    assert 0 * rs.n_rules + minus in cells and exact
+    assert analysis.min_actions == len(cells) == len(gold_cell_sets(analysis.oracle, analysis.tokens).pop())
 
 
-def test_parse_cap_is_reported_and_counts_stay_exact() -> None:
+def test_every_one_of_many_parses_wins() -> None:
     rs = RuleSet.from_text(LOGIC, "logic")
     tokens = tuple(" and ".join(["p"] * 8).split())  # Catalan(7) = 429 bracketings
-    capped = Oracle(rs, max_parses=10).analyze(tokens)
-    assert capped.n_parses == 429
-    assert capped.parses_capped
-    assert len(capped.gold_cell_sets) <= 10
-    full = Oracle(rs, max_parses=1000).analyze(tokens)
-    assert not full.parses_capped
+    oracle = Oracle(rs)
+    analysis = oracle.analyze(tokens)
+    assert analysis.n_parses == 429
+    trees = nltk_trees(rs, tokens)
+    for tree in trees[::-1]:  # the last enumerated first
+        cells = tree_cells(tree, oracle)
+        assert analysis.is_won(cells)
+        assert nltk.Tree.fromstring(analysis.parse(cells)) in trees
+        assert tree_cells(nltk.Tree.fromstring(analysis.parse(cells)), oracle) <= cells
+
+
+def test_the_tree_found_is_the_one_in_the_history() -> None:
+    rs = RuleSet.builtin("english")
+    oracle = Oracle(rs)
+    tokens = tuple("the man with the big telescope with John in John saw John".split())
+    analysis = oracle.analyze(tokens)
+    assert analysis.n_parses == 5
+    for tree in nltk_trees(rs, tokens):
+        cells = tree_cells(tree, oracle)
+        found = nltk.Tree.fromstring(analysis.parse(cells))
+        assert tree_cells(found, oracle) <= cells
+        if sum(tree_cells(other, oracle) <= cells for other in nltk_trees(rs, tokens)) == 1:
+            assert found == tree
+    assert analysis.parse(set()) is None
 
 
 def test_unknown_tokens_and_unparseable_sentences_are_named() -> None:
     oracle = Oracle(RuleSet.builtin("english"))
-    with pytest.raises(GrammarError, match=r"'unicorn' at position 1.*'flew' at position 2"):
+    with pytest.raises(GrammarError, match=r"'unicorn' \(word 2\).*'flew' \(word 3\)"):
         oracle.analyze(("the", "unicorn", "flew"))
     with pytest.raises(GrammarError, match="'the dog the' has no complete parse"):
         oracle.analyze(("the", "dog", "the"))
+
+
+def test_analyses_are_shared_and_saved(tmp_path) -> None:
+    rs = RuleSet.builtin("english")
+    assert shared_oracle(rs, "rules") is shared_oracle(RuleSet.builtin("english"), "rules")
+    assert shared_oracle(rs, "rules") is not shared_oracle(rs, "labels")
+    sentences = sample_sentences(rs, 20, 3, 10, seed=0)
+    path = tmp_path / "english.analyses"
+    assert Oracle(rs).save_analyses(path, sentences) == 20
+    fresh = Oracle(rs)
+    assert fresh.load_analyses(path) == 20
+    for tokens in sentences:
+        loaded, computed = fresh.analyze(tokens), Oracle(rs).analyze(tokens)
+        assert (loaded.n_parses, loaded.min_actions) == (computed.n_parses, computed.min_actions)
+        assert all(np.array_equal(a, computed.arrays()[name]) for name, a in loaded.arrays().items())
+    with pytest.raises(GrammarError, match="another grammar or column mode"):
+        Oracle(rs, columns="labels").load_analyses(path)
 
 
 def test_derived_constituents_need_the_whole_derivation() -> None:
@@ -150,7 +216,7 @@ def test_top_down_search_finds_a_parse(name: str) -> None:
         for attempt in oracle.top_down_attempts(sentence):
             history.add(attempt)
         # when the search stops it has tried every cell of some complete parse
-        assert any(gold <= history for gold in analysis.gold_cell_sets), sentence
+        assert analysis.is_won(history), sentence
         assert len(history) >= analysis.min_actions
 
 

@@ -12,7 +12,6 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
 import sb3_parsing  # noqa: F401 - registers the ids
 from sb3_parsing.env import LinguisticParseEnv
-import sb3_parsing.vec_env as vec_env_module
 from sb3_parsing.vec_env import LinguisticParseVecEnv, batched_vec_env, make_parse_vec_env
 
 SMALL = dict(grammar="english", min_len=3, max_len=8, obs_len=10, max_steps=12, n_sentences=60)
@@ -55,26 +54,19 @@ def test_same_trajectories_as_dummy_vec_env(kwargs: dict[str, Any]) -> None:
     _assert_same_trajectories(LinguisticParseVecEnv(5, kwargs), _dummy(5, kwargs))
 
 
-def test_same_trajectories_with_sentence_tables_emptied(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Past four sentences, the tables are emptied but for the envs' current sentences: nothing else changes."""
-    monkeypatch.setattr(vec_env_module, "_MAX_SENTENCES", 4)
-    batched = LinguisticParseVecEnv(3, SMALL)
-    _assert_same_trajectories(batched, _dummy(3, SMALL))
-    assert len(batched._tables.sentences) <= 4 + 3
-
-
-def test_sentence_tables_grow_without_changing_what_they_hold() -> None:
-    env = LinguisticParseEnv(**dict(SMALL, max_len=14, obs_len=14))  # up to 47 gold sets: more than the first columns
-    analyses = [env.oracle.analyze(tokens) for tokens in env.sentences]
-    grown, roomy = vec_env_module._SentenceTables(env, 1), vec_env_module._SentenceTables(env, len(analyses))
-    for analysis in analyses:
-        assert grown.add(analysis).slot == roomy.add(analysis).slot
-    n_slots, n_rows, n_sets = len(analyses), grown.n_rows, max(len(a.gold_sizes) for a in analyses)
-    assert len(grown.code) >= n_slots > 1 and grown.sizes.shape[1] >= n_sets > 32 and grown.n_rows == roomy.n_rows
-    for name in ("text", "code"):
-        np.testing.assert_array_equal(getattr(grown, name)[:n_slots], getattr(roomy, name)[:n_slots])
-    np.testing.assert_array_equal(grown.sizes[:n_slots, :n_sets], roomy.sizes[:n_slots, :n_sets])
-    np.testing.assert_array_equal(grown.member[:n_rows, :n_sets], roomy.member[:n_rows, :n_sets])
+def test_each_env_answers_for_itself() -> None:
+    """get_attr, set_attr and env_method reach env i's own state, as under DummyVecEnv."""
+    vec_env = LinguisticParseVecEnv(3, SMALL)
+    vec_env.seed(0)
+    vec_env.reset()
+    actions = np.array([0, vec_env.envs[1].n_columns, 2 * vec_env.envs[2].n_columns + 1])
+    vec_env.step(actions)
+    assert vec_env.env_method("history_cells") == [{int(a)} for a in actions]
+    histories = [np.flatnonzero(h).tolist() for h in vec_env.step(np.array([1, 1, 1]))[0]["history"]]
+    assert [sorted(cells) for cells in vec_env.env_method("history_cells")] == histories
+    assert [a.tokens for a in vec_env.get_attr("analysis")] == [tuple(i["sentence"].split()) for i in vec_env.reset_infos]
+    vec_env.set_attr("success_reward", 5.0, indices=[1])
+    assert vec_env.get_attr("success_reward") == [1.0, 5.0, 1.0]
 
 
 def _assert_same_trajectories(batched: LinguisticParseVecEnv, reference: DummyVecEnv) -> None:
@@ -126,8 +118,6 @@ def test_reset_options_and_attribute_access() -> None:
     assert vec_env.get_attr("max_steps") == [12, 12, 12]
     vec_env.set_attr("success_reward", 5.0)
     assert vec_env.get_attr("success_reward", indices=[1]) == [5.0]
-    with pytest.raises(ValueError, match="share"):
-        vec_env.set_attr("success_reward", 1.0, indices=[0])
     with pytest.raises(ValueError, match="reset"):
         vec_env.env_method("reset")
     with pytest.raises(ValueError, match="outside the action space"):
