@@ -268,11 +268,9 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         :param action: ``m * n_columns + n``
         """
         self._check_started()
-        if self._boards.n_boards != 1:
-            raise RuntimeError("this env plays one board of a LinguisticParseVecEnv: step the VecEnv")
-        rewards, terminated, truncated = self._boards.step(np.array([int(action)], dtype=np.int64))
+        reward, terminated, truncated = self._boards.step_board(self._board, int(action))
         self._render_frame()
-        return self._observation(), float(rewards[0]), bool(terminated[0]), bool(truncated[0]), self.info()
+        return self._observation(), reward, terminated, truncated, self.info()
 
     def info(self) -> dict[str, Any]:
         """The info dict of the current state (what ``reset`` and ``step`` return)."""

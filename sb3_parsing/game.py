@@ -106,39 +106,51 @@ class ParseBoards:
         :param actions: one cell per board, ``m * n_columns + n``
         :return: rewards (float64), terminated (success) and truncated (``max_steps`` reached without success)
         """
-        n_cells = self.n_actions_per_board
-        bad = (actions < 0) | (actions >= n_cells)
-        if bad.any():
-            raise ValueError(f"actions {actions[bad].tolist()} are outside the action space Discrete({n_cells})")
-        if self.is_success.any():
-            raise RuntimeError("an episode is over (success): reset its board before stepping it again")
-        self.n_actions += 1
-        rewards = -self.step_penalty
-        flat_history = self.history.reshape(self.n_boards, -1)  # a view: setting a cell is one store
-        for board, cell in enumerate(actions.tolist()):
-            self.matched[board] = False
-            if cell >= self.analyses[board].n_cells or flat_history[board, cell]:  # type: ignore[union-attr]
-                continue  # a padding row or a cell already set: a wasted attempt
-            flat_history[board, cell] = 1
-            self.mask[board, cell] = False
-            won, useful = self._set_cell(board, cell)
-            rewards[board] += self.constituent_bonus[board] * useful + self.success_reward[board] * won
-            self.is_success[board] = won
-        truncated = ~self.is_success & (self.n_actions >= self.max_steps)
-        return rewards, self.is_success.copy(), truncated
+        outcomes = [self.step_board(board, cell) for board, cell in enumerate(actions.tolist())]
+        rewards, terminated, truncated = zip(*outcomes, strict=True)
+        return np.array(rewards), np.array(terminated), np.array(truncated)
 
-    def _set_cell(self, board: int, cell: int) -> tuple[bool, bool]:
-        """Record a new cell of ``board``: (the board is won, the cell belongs to a winning tree)."""
-        derivation, target = self.derivations[board], self.targets[board]
-        self.matched[board] = derivation.set_cell(cell)  # type: ignore[union-attr]
-        if target.tree is None:
-            return derivation.is_won, _contains(derivation.analysis.useful_cells, cell)  # type: ignore[union-attr]
-        return target.cells <= derivation.cells, cell in target.cells  # type: ignore[union-attr]
+    def step_board(self, board: int, cell: int) -> tuple[float, bool, bool]:
+        """
+        Play ``cell`` on ``board``: the rules of a step, for one board.
+
+        :param board: the board
+        :param cell: ``m * n_columns + n``
+        :return: reward, terminated (success), truncated (``max_steps`` reached without success)
+        """
+        if not 0 <= cell < self.mask.shape[1]:
+            raise ValueError(f"action {cell} is outside the action space Discrete({self.mask.shape[1]})")
+        if self.is_success[board]:
+            raise RuntimeError("the episode is over (success): reset the env")
+        n_actions = int(self.n_actions[board]) + 1
+        self.n_actions[board] = n_actions
+        reward = -float(self.step_penalty[board])
+        matched = won = False
+        history = self.history[board].reshape(-1)  # a view: setting a cell is one store
+        # A padding row or a cell already set is a wasted attempt: nothing changes.
+        if cell < self.analyses[board].n_cells and not history[cell]:  # type: ignore[union-attr]
+            history[cell] = 1
+            self.mask[board, cell] = False
+            derivation, target = self.derivations[board], self.targets[board]
+            matched = derivation.set_cell(cell)  # type: ignore[union-attr]
+            if target.tree is None:
+                won = derivation.is_won  # type: ignore[union-attr]
+                useful = matched and _contains(derivation.analysis.useful_cells, cell)  # type: ignore[union-attr]
+            else:
+                useful = cell in target.cells
+                won = useful and target.cells <= derivation.cells  # type: ignore[union-attr]
+            if useful:
+                reward += float(self.constituent_bonus[board])
+            if won:
+                reward += float(self.success_reward[board])
+                self.is_success[board] = True
+        self.matched[board] = matched
+        return reward, won, not won and n_actions >= int(self.max_steps[board])
 
     # --- what a board knows -----------------------------------------------------------------
     def cells(self, board: int) -> set[int]:
         """The cells set on ``board``."""
-        return self.derivations[board].cells  # type: ignore[union-attr]
+        return set(np.flatnonzero(self.history[board]).tolist())
 
     def min_actions(self, board: int) -> int:
         """The fewest actions that win ``board``'s sentence from an empty history."""

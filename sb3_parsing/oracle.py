@@ -26,6 +26,7 @@ import hashlib
 import math
 import pickle
 import sys
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -244,19 +245,28 @@ class Derivation:
 
     Each clause counts its unmet requirements; setting a cell meets a requirement of its items; a clause with none
     left makes its fact hold, which meets a requirement of the clauses that need that fact, and so on. A cell costs
-    the clauses it touches, whatever the number of parses.
+    the clauses it touches, whatever the number of parses. The counters are a ``bytearray`` and the chart is read
+    through memoryviews: a step is a few dozen Python-level reads, no numpy call.
 
     :param analysis: the sentence
     """
 
-    __slots__ = ("analysis", "cells", "holds", "is_won", "needs")
+    __slots__ = ("_chart", "analysis", "cells", "holds", "is_won", "needs")
 
     def __init__(self, analysis: SentenceAnalysis) -> None:
         self.analysis = analysis
-        self.needs = analysis.start_needs.copy()
-        self.holds = analysis.start_holds.copy()
+        self.needs = bytearray(analysis.start_needs.tobytes())
+        self.holds = bytearray(analysis.start_holds.tobytes())
         self.cells: set[int] = set()
         self.is_won = False
+        self._chart = _ChartViews(analysis)
+
+    def __getstate__(self) -> tuple:
+        return self.analysis, self.needs, self.holds, self.cells, self.is_won
+
+    def __setstate__(self, state: tuple) -> None:
+        self.analysis, self.needs, self.holds, self.cells, self.is_won = state
+        self._chart = _ChartViews(self.analysis)
 
     def set_cell(self, cell: int) -> bool:
         """
@@ -264,46 +274,48 @@ class Derivation:
 
         :param cell: ``position * n_columns + column``
         """
-        analysis = self.analysis
-        slot = int(analysis.chart_cells.searchsorted(cell))
-        in_chart = slot < len(analysis.chart_cells) and int(analysis.chart_cells[slot]) == cell
-        if in_chart and cell not in self.cells:
-            start, stop = analysis.cell_ptr[slot : slot + 2].tolist()
-            self._meet(analysis.cell_items[start:stop].tolist())
-        self.cells.add(cell)
-        return in_chart
-
-    def _meet(self, clauses: list[int]) -> None:
-        """Meet one requirement of each of ``clauses`` and draw every consequence."""
-        needs, conclusion = self.needs, self.analysis.clause_fact
-        facts = []
-        for clause in clauses:
-            needs[clause] -= 1
-            if not needs[clause]:
-                facts.append(int(conclusion[clause]))
-        self._conclude(facts)
+        chart = self._chart
+        slot = bisect_left(chart.cells, cell)
+        if slot == len(chart.cells) or chart.cells[slot] != cell:
+            return False
+        if cell not in self.cells:
+            self.cells.add(cell)
+            needs, conclusion, items = self.needs, chart.clause_fact, chart.cell_items
+            facts = []
+            for k in range(chart.cell_ptr[slot], chart.cell_ptr[slot + 1]):
+                clause = items[k]
+                needs[clause] -= 1
+                if not needs[clause]:
+                    facts.append(conclusion[clause])
+            if facts:
+                self._conclude(facts)
+        return True
 
     def _conclude(self, facts: list[int]) -> None:
         """Make ``facts`` hold, and everything that follows."""
-        analysis, needs, holds = self.analysis, self.needs, self.holds
-        conclusion, n_spans = analysis.clause_fact, analysis.n_spans
+        chart, needs, holds = self._chart, self.needs, self.holds
+        conclusion, fact_ptr, fact_clauses = chart.clause_fact, chart.fact_ptr, chart.fact_clauses
         stack = facts
         while stack:
             fact = stack.pop()
             if holds[fact]:
                 continue
-            holds[fact] = True
-            if fact < n_spans and not self.is_won and fact in analysis.roots:
+            holds[fact] = 1
+            if fact in chart.roots:
                 self.is_won = True
-            start, stop = analysis.fact_ptr[fact : fact + 2].tolist()
-            for clause in analysis.fact_clauses[start:stop].tolist():
+            for k in range(fact_ptr[fact], fact_ptr[fact + 1]):
+                clause = fact_clauses[k]
                 needs[clause] -= 1
                 if not needs[clause]:
-                    stack.append(int(conclusion[clause]))
+                    stack.append(conclusion[clause])
+
+    def holds_array(self) -> np.ndarray:
+        """Which facts hold, as a bool array (a view)."""
+        return np.frombuffer(self.holds, dtype=bool)
 
     def derived_spans(self) -> list[Span]:
         """``(start, end, label)`` of every span that holds, in chart order."""
-        return [self.analysis.span(span) for span in np.flatnonzero(self.holds[: self.analysis.n_spans]).tolist()]
+        return [self.analysis.span(span) for span in np.flatnonzero(self.holds_array()[: self.analysis.n_spans]).tolist()]
 
     def parse(self) -> str | None:
         """
@@ -326,6 +338,21 @@ class Derivation:
 
         root = next(int(r) for r in analysis.roots if self.holds[r])
         return analysis.tree_string(choose(root), choose)
+
+
+class _ChartViews:
+    """The arrays a :class:`Derivation` reads at every step, as memoryviews (indexing them gives Python ints)."""
+
+    __slots__ = ("cell_items", "cell_ptr", "cells", "clause_fact", "fact_clauses", "fact_ptr", "roots")
+
+    def __init__(self, analysis: SentenceAnalysis) -> None:
+        self.cells = memoryview(analysis.chart_cells)
+        self.cell_ptr = memoryview(analysis.cell_ptr)
+        self.cell_items = memoryview(analysis.cell_items)
+        self.clause_fact = memoryview(analysis.clause_fact)
+        self.fact_ptr = memoryview(analysis.fact_ptr)
+        self.fact_clauses = memoryview(analysis.fact_clauses)
+        self.roots = frozenset(analysis.roots.tolist())
 
 
 class Oracle:
@@ -673,8 +700,8 @@ class _Chart:
         # Links over terminals only need nothing: their edges hold before any cell is set.
         derivation = Derivation(analysis)
         derivation._conclude(link_edge[needs[n_items:] == 0].tolist())
-        arrays["start_needs"] = derivation.needs
-        arrays["start_holds"] = derivation.holds
+        arrays["start_needs"] = np.frombuffer(bytes(derivation.needs), dtype=np.int8)
+        arrays["start_holds"] = derivation.holds_array().copy()
         arrays["useful_cells"] = _compact(np.unique(item_cell[_items_below(analysis, roots)]))
         return arrays
 

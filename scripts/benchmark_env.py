@@ -11,14 +11,16 @@ Measures and prints a Markdown table (and writes JSON with ``--output``):
 3. the batched :class:`~sb3_parsing.vec_env.LinguisticParseVecEnv` against ``DummyVecEnv`` at N = 1, 16, 64, 256
    (env-steps/s with random actions, both with a monitor, the oracle's cache warm in both, each side timed over
    at least a second of runs that each start from a fresh env);
-4. the share of PPO and MaskablePPO wall time spent inside the env (``step_wait``/``reset``/masks), for a
+4. the core on a treebank-scale grammar (``scripts/large_grammar.py``, about 5,800 rules), in both column modes:
+   cold analysis time, bytes per analysis, the memory of an env with every sentence analysed, reset and step time;
+5. the share of PPO and MaskablePPO wall time spent inside the env (``step_wait``/``reset``/masks), for a
    ``DummyVecEnv`` and for the batched env.
 
 Usage::
 
     python scripts/benchmark_env.py --output benchmark_env.json
     python scripts/benchmark_env.py --quick  # seconds: a smoke run, numbers meaningless
-    python scripts/benchmark_env.py --only vec_env  # one section (of single_env, reset_scaling, vec_env, training)
+    python scripts/benchmark_env.py --only vec_env  # one section (of single_env, reset_scaling, vec_env, large_grammar, training)
 """
 
 from __future__ import annotations
@@ -143,13 +145,84 @@ def reset_scaling(lengths: list[int], extra_words: list[int], repeats: int) -> l
                     tokens=length,
                     rules=ruleset.n_rules,
                     n_parses_digits=len(str(analysis.n_parses)),
-                    gold_sets=len(analysis.gold_cell_sets),
-                    chart_items=len(analysis._chart),
+                    chart_items=analysis.n_items,
+                    analysis_kib=analysis.nbytes / 1024,
                     cold_analysis_ms=cold * 1e3,
                     cached_reset_us=reset * 1e6,
                     step_us=_time_per_call(step, repeats) * 1e6,
                 )
             )
+    return rows
+
+
+def large_grammar(n_sentences: int, length: int, repeats: int, seed: int = 0) -> list[dict[str, Any]]:
+    """
+    The core on a treebank-scale grammar (``scripts/large_grammar.py``: ~5,800 rules, ~350 labels), in both column
+    modes: cold analysis time (CPU time of this process, so that another process on the machine counts less), the
+    bytes of each analysis, the memory of a whole env with every sentence analysed (tracemalloc, numpy included),
+    reset and step time, and whether the step time depends on the number of parses.
+
+    :param n_sentences: sentences analysed (all of ``length`` tokens)
+    :param length: tokens per sentence
+    :param repeats: resets and steps timed per sentence
+    :param seed: seed of the grammar and of the sentences
+    """
+    import tracemalloc
+
+    sys.path.insert(0, str(os.path.dirname(os.path.abspath(__file__))))
+    from large_grammar import large_grammar_sentences, make_large_grammar
+
+    ruleset = RuleSet.from_text(make_large_grammar(seed=seed), "large")
+    sentences = [" ".join(s) for s in large_grammar_sentences(ruleset, n_sentences, length=length, seed=seed)]
+    rows = []
+    for columns in ("rules", "labels"):
+        oracle = Oracle(ruleset, columns)  # type: ignore[arg-type]
+        cold, analyses = [], []
+        for sentence in sentences:
+            start = time.process_time()
+            analyses.append(oracle.analyze(tuple(sentence.split())))
+            cold.append(time.process_time() - start)
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        env = LinguisticParseEnv(ruleset, sentences=sentences, max_len=length, columns=columns)
+        env.oracle.analyze.cache_clear()
+        for sentence in env.sentences:
+            env.oracle.analyze(sentence)
+        env_bytes = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        resets, steps = [], []
+        rng = np.random.default_rng(seed)
+        for sentence in sentences:
+            env.reset(options={"sentence": sentence})
+            resets.append(_time_per_call(lambda env=env, s=sentence: env.reset(options={"sentence": s}), repeats))
+            cells = rng.permutation(env.analysis.chart_cells)[:repeats].tolist()
+
+            def step(env: LinguisticParseEnv = env, cells: Any = iter(cells)) -> None:
+                env.step(next(cells))
+
+            steps.append(_time_per_call(step, min(repeats, len(cells))))
+        parses = np.array([float(a.n_parses) for a in analyses])
+        many = parses > np.median(parses)
+        rows.append(
+            dict(
+                columns=columns,
+                rules=ruleset.n_rules,
+                tokens=length,
+                sentences=len(sentences),
+                parses_median=float(np.median(parses)),
+                parses_max=float(parses.max()),
+                min_actions_exact=sum(a.min_actions_exact for a in analyses),
+                cold_median_s=float(np.median(cold)),
+                cold_max_s=float(np.max(cold)),
+                analysis_kib_median=float(np.median([a.nbytes for a in analyses]) / 1024),
+                analysis_kib_max=float(np.max([a.nbytes for a in analyses]) / 1024),
+                env_mib=env_bytes / 2**20,
+                reset_us=float(np.median(resets)) * 1e6,
+                step_us=float(np.median(steps)) * 1e6,
+                step_us_few_parses=float(np.median(np.array(steps)[~many])) * 1e6,
+                step_us_many_parses=float(np.median(np.array(steps)[many])) * 1e6,
+            )
+        )
     return rows
 
 
@@ -215,9 +288,7 @@ def vec_env_throughput(
             return DummyVecEnv([copy_env for _ in range(n_envs)])
 
         def batched(n_envs: int = n_envs) -> VecEnv:
-            batched_env = LinguisticParseVecEnv(n_envs, kwargs)
-            batched_env.env.oracle = template.oracle
-            return VecMonitor(batched_env)
+            return VecMonitor(LinguisticParseVecEnv(n_envs, kwargs))  # its envs share the process's oracle
 
         row: dict[str, Any] = dict(n_envs=n_envs)
         for name, make_vec_env in (("dummy", dummy), ("batched", batched)):
@@ -287,9 +358,7 @@ def training_share(n_timesteps: int, n_envs_list: list[int], seed: int = 0) -> l
         if kind == "dummy":
             venv: VecEnv = DummyVecEnv([copy_env for _ in range(n_envs)])
         else:
-            batched = LinguisticParseVecEnv(n_envs, dict(sb3_parsing.DEFAULT_ENV_KWARGS))
-            batched.env.oracle = template.oracle
-            venv = VecMonitor(batched)
+            venv = VecMonitor(LinguisticParseVecEnv(n_envs, dict(sb3_parsing.DEFAULT_ENV_KWARGS)))
         timed = _EnvTimer(venv)
         timed.seed(seed)
         model = algo("MultiInputPolicy", timed, n_steps=128, batch_size=256, seed=seed, device="cpu")  # type: ignore[operator]
@@ -324,10 +393,10 @@ def _single_env_table(single: dict[str, float]) -> list[str]:
 
 def _reset_scaling_table(rows: list[dict[str, Any]]) -> list[str]:
     return [
-        "| tokens | rules | parses (digits) | gold sets | chart items | cold analysis (ms) | cached reset (µs) | step (µs) |",
+        "| tokens | rules | parses (digits) | chart items | analysis (KiB) | cold analysis (ms) | cached reset (µs) | step (µs) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ] + [
-        f"| {r['tokens']} | {r['rules']} | {r['n_parses_digits']} | {r['gold_sets']} | {r['chart_items']} "
+        f"| {r['tokens']} | {r['rules']} | {r['n_parses_digits']} | {r['chart_items']} | {r['analysis_kib']:.0f} "
         f"| {r['cold_analysis_ms']:.2f} | {r['cached_reset_us']:.1f} | {r['step_us']:.2f} |"
         for r in rows
     ]
@@ -339,6 +408,21 @@ def _vec_env_table(rows: list[dict[str, Any]]) -> list[str]:
         "|---:|---:|---:|---:|",
     ] + [
         f"| {r['n_envs']} | {r['dummy_env_steps_per_s']:,.0f} | {r['batched_env_steps_per_s']:,.0f} | {r['speedup']:.1f}x |"
+        for r in rows
+    ]
+
+
+def _large_grammar_table(rows: list[dict[str, Any]]) -> list[str]:
+    return [
+        "| columns | rules | tokens | sentences | parses (median / max) | min_actions exact "
+        "| cold analysis median / max (s) | analysis KiB median / max | env with all analysed (MiB) | reset (µs) "
+        "| step (µs): all / fewer parses / more parses |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ] + [
+        f"| {r['columns']} | {r['rules']} | {r['tokens']} | {r['sentences']} | {r['parses_median']:,.0f} / {r['parses_max']:,.0f} "
+        f"| {r['min_actions_exact']}/{r['sentences']} | {r['cold_median_s']:.3f} / {r['cold_max_s']:.3f} "
+        f"| {r['analysis_kib_median']:.0f} / {r['analysis_kib_max']:.0f} | {r['env_mib']:.1f} | {r['reset_us']:.0f} "
+        f"| {r['step_us']:.1f} / {r['step_us_few_parses']:.1f} / {r['step_us_many_parses']:.1f} |"
         for r in rows
     ]
 
@@ -355,6 +439,7 @@ _TABLES: dict[str, Callable[[Any], list[str]]] = {
     "single_env": _single_env_table,
     "reset_scaling": _reset_scaling_table,
     "vec_env": _vec_env_table,
+    "large_grammar": _large_grammar_table,
     "training": _training_table,
 }
 
@@ -397,6 +482,9 @@ def main() -> None:
         results["vec_env"] = vec_env_throughput(
             [1, 16] if quick else [1, 16, 64, 256], 2_000 if quick else 200_000, args.seed, 0.0 if quick else 1.0
         )
+    if "large_grammar" in args.only:
+        print("large grammar ...", file=sys.stderr, flush=True)
+        results["large_grammar"] = large_grammar(4 if quick else 60, 12 if quick else 20, 5 if quick else 200, args.seed)
     if "training" in args.only:
         print("share of training time ...", file=sys.stderr, flush=True)
         results["training"] = training_share(512 if quick else 20_480, [4] if quick else [8, 64], args.seed)

@@ -20,7 +20,8 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     )
     assert completed.returncode == 0, completed.stderr
     results = json.loads(output.read_text())
-    assert {"single_env", "reset_scaling", "vec_env", "training"} <= results.keys()
+    assert {"single_env", "reset_scaling", "vec_env", "large_grammar", "training"} <= results.keys()
+    assert [row["columns"] for row in results["large_grammar"]] == ["rules", "labels"]
     assert results["single_env"]["parse_steps_per_s"] > 0
     assert [row["n_envs"] for row in results["vec_env"]] == [1, 16]
     assert "| N envs |" in completed.stdout
