@@ -11,10 +11,20 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from sb3_parsing.corpus import SPLITS, check_sentences, load_sentences, sample_sentences, split_sentences
+from sb3_parsing.corpus import (
+    SPLITS,
+    TreeSentence,
+    check_sentences,
+    load_sentences,
+    load_trees,
+    sample_sentences,
+    sample_trees,
+    split_sentences,
+)
 from sb3_parsing.game import TARGETS, ParseBoards, Target
 from sb3_parsing.grammar import GrammarError, RuleSet, available_grammars
 from sb3_parsing.oracle import COLUMN_MODES, Oracle, SentenceAnalysis, shared_oracle
+from sb3_parsing.trees import tree_nodes, tree_string
 
 __all__ = ["MASK_MODES", "LinguisticParseEnv"]
 
@@ -167,14 +177,19 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self.oracle: Oracle = shared_oracle(self.ruleset, columns)  # type: ignore[arg-type]
         if analyses is not None:
             self.oracle.load_analyses(analyses)
-        if target == "tree":
-            raise NotImplementedError("target='tree' needs sentences with trees")  # wired below once trees are read
+        pool: list[tuple[str, ...]] | list[TreeSentence]
         if sentences is None:
-            pool = sample_sentences(self.ruleset, n_sentences, min_len, max_len, max_depth, seed=corpus_seed)
+            sample = sample_trees if target == "tree" else sample_sentences
+            pool = sample(self.ruleset, n_sentences, min_len, max_len, max_depth, seed=corpus_seed)  # type: ignore[assignment]
         else:
-            pool = load_sentences(sentences)
+            pool = load_trees(sentences) if target == "tree" else load_sentences(sentences)
             check_sentences(self.oracle, pool, max_len)
-        self.sentences = split_sentences(pool, split, test_fraction)
+        kept = split_sentences(pool, split, test_fraction)  # type: ignore[type-var]
+        #: the sentences of the split, as token tuples
+        self.sentences: list[tuple[str, ...]] = [s.tokens if isinstance(s, TreeSentence) else s for s in kept]
+        #: with ``target="tree"``, the tree of each sentence (bracketed), else ``None``
+        self.trees: list[str] | None = [tree_string(s.tree) for s in kept] if target == "tree" else None  # type: ignore[union-attr]
+        self._targets: dict[str, Target] = {}
 
         self.split = split
         self.obs_len = obs_len
@@ -240,17 +255,19 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         Start an episode on a new sentence.
 
         :param seed: seeds ``self.np_random`` (the same seed gives the same sentences)
-        :param options: ``{"sentence": "..."}`` parses that sentence instead of drawing one
+        :param options: ``{"sentence": "..."}`` parses that sentence instead of drawing one; with ``target="tree"``,
+            ``{"tree": "(S ...)"}`` plays that tree's sentence with that tree as the target
         """
         super().reset(seed=seed)
-        if options and "sentence" in options:
-            sentence = options["sentence"]
-            tokens = tuple(sentence.split()) if isinstance(sentence, str) else tuple(sentence)
-            check_sentences(self.oracle, [tokens], self.obs_len)
+        tree = None
+        if options and ("sentence" in options or "tree" in options):
+            tokens, tree = self._given_sentence(options)
         else:
-            tokens = self.sentences[int(self.np_random.integers(len(self.sentences)))]
+            index = int(self.np_random.integers(len(self.sentences)))
+            tokens, tree = self.sentences[index], None if self.trees is None else self.trees[index]
         analysis = self.oracle.analyze(tokens)
-        self._boards.reset_board(self._board, analysis, [self._text_column[t] for t in tokens], Target())
+        target = Target() if tree is None else self._target(tree)
+        self._boards.reset_board(self._board, analysis, [self._text_column[t] for t in tokens], target)
         self._sentence_info = {
             "sentence": " ".join(tokens),
             "n_parses": analysis.n_parses,
@@ -260,6 +277,28 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self._started = True
         self._render_frame()
         return self._observation(), self.info()
+
+    def _given_sentence(self, options: dict[str, Any]) -> tuple[tuple[str, ...], str | None]:
+        """The sentence (and tree, with ``target="tree"``) that reset ``options`` name, checked."""
+        if self.target == "tree":
+            if "tree" not in options:
+                raise ValueError("with target='tree', reset(options={'tree': '(S ...)'}) names the sentence and its tree")
+            given = load_trees([options["tree"]])
+            check_sentences(self.oracle, given, self.obs_len, origins=["options['tree']"])
+            return given[0].tokens, tree_string(given[0].tree)
+        sentence = options["sentence"]
+        tokens = tuple(sentence.split()) if isinstance(sentence, str) else tuple(sentence)
+        check_sentences(self.oracle, [tokens], self.obs_len, origins=["options['sentence']"])
+        return tokens, None
+
+    def _target(self, tree: str) -> Target:
+        """The target of a tree: its cells (cached per tree)."""
+        target = self._targets.get(tree)
+        if target is None:
+            nodes = tree_nodes(tree, self.ruleset)
+            cells = frozenset(start * self.n_columns + self.oracle.column_of(rule) for start, _, rule in nodes)
+            target = self._targets[tree] = Target(tree, cells)
+        return target
 
     def step(self, action: np.int64 | int) -> tuple[dict[str, np.ndarray], SupportsFloat, bool, bool, dict[str, Any]]:
         """

@@ -37,6 +37,7 @@ from typing import Literal
 import numpy as np
 
 from sb3_parsing.grammar import GrammarError, Rule, RuleSet
+from sb3_parsing.trees import token_leaf, tree_label
 
 __all__ = ["COLUMN_MODES", "MAX_SEARCH_STATES", "Derivation", "Oracle", "SentenceAnalysis", "shared_oracle"]
 
@@ -228,12 +229,12 @@ class SentenceAnalysis:
             for link in reversed(links):
                 span = int(self.link_span[link])
                 if span == NONE:
-                    children.append(_leaf(tokens[position]))
+                    children.append(token_leaf(tokens[position]))
                     position += 1
                 else:
                     children.append(node(choose(span)))
                     position = int(self.span_end[span])
-            return f"({_leaf(rule.label)} {' '.join(children)})"
+            return f"({tree_label(rule.label)} {' '.join(children)})"
 
         with _deep_recursion(self):
             return node(item)
@@ -885,7 +886,8 @@ def _viterbi(analysis: SentenceAnalysis) -> str:
     """The most probable tree (max-product over the chart, in log space), bracketed."""
     rules = analysis.oracle.ruleset.rules
     if any(getattr(rule, "probability", None) is None for rule in rules):
-        raise ValueError(f"{analysis.oracle.ruleset.name} has no rule probabilities: the Viterbi parse needs a weighted grammar")
+        name = analysis.oracle.ruleset.name
+        raise ValueError(f"{name} has no rule probabilities: the Viterbi parse needs a weighted grammar ([p] after each rule)")
     log_p = [math.log(rule.probability) if rule.probability else -math.inf for rule in rules]  # type: ignore[attr-defined]
     chart = _Lists(analysis)
     best: dict[int, tuple[float, int]] = {}
@@ -902,8 +904,3 @@ def _viterbi(analysis: SentenceAnalysis) -> str:
     with _deep_recursion(analysis):
         root = max(analysis.roots.tolist(), key=score)
     return analysis.tree_string(best[root][1], lambda fact: best[fact][1])
-
-
-def _leaf(name: str) -> str:
-    """A token or label in a bracketed tree: round brackets and spaces would break it, so they are replaced."""
-    return name.replace("(", "-LRB-").replace(")", "-RRB-").replace(" ", "_")
