@@ -200,3 +200,47 @@ def test_bad_arguments_say_what_is_allowed() -> None:
         env = LinguisticParseEnv()
         env.reset(seed=0)
         env.step(env.action_space.n)
+
+
+def test_matched_means_a_new_chart_constituent() -> None:
+    env = LinguisticParseEnv(mask_mode="history")
+    env.reset(seed=0)
+    cell = int(env.analysis.chart_cells[0])
+    assert env.step(cell)[4]["matched"]
+    assert not env.step(cell)[4]["matched"], "setting a cell again is a wasted attempt, not a match"
+
+
+def test_obs_len_follows_max_len_on_a_registered_id() -> None:
+    env = gym.make("LinguisticParse-v0", max_len=20, n_sentences=20)
+    obs, info = env.reset(seed=0)
+    assert obs["history"].shape[0] == 20 and len(info["sentence"].split()) <= 20
+    with pytest.raises(ValueError, match="raise obs_len to 20 or more, or leave it out"):
+        gym.make("LinguisticParse-v0", max_len=20, obs_len=16)
+
+
+def test_a_users_sentence_file_is_used_whole(tmp_path) -> None:
+    path = tmp_path / "mine.txt"
+    path.write_text("John saw Mary\nMary saw John\nthe dog saw John\nJohn saw the dog\n")
+    assert len(LinguisticParseEnv(sentences=path).sentences) == 4
+    held_out = LinguisticParseEnv(sentences=path, split="test", test_fraction=0.5).sentences
+    assert 0 < len(held_out) < 4
+
+
+def test_decode_action_names_position_and_rule() -> None:
+    env = LinguisticParseEnv()
+    rule = env.ruleset.rules.index(next(r for r in env.ruleset.rules if r.label == "NP"))
+    assert env.decode_action(2 * env.n_columns + rule) == (2, str(env.ruleset.rules[rule]))
+    with pytest.raises(ValueError, match="outside the action space"):
+        env.decode_action(env.action_space.n)
+
+
+def test_human_render_prints_every_frame(capsys: pytest.CaptureFixture[str]) -> None:
+    env = LinguisticParseEnv(render_mode="human")
+    _, info = env.reset(seed=0)
+    assert info["sentence"] in capsys.readouterr().out
+    env.step(env.expert_action())
+    assert info["sentence"] in capsys.readouterr().out
+    quiet = LinguisticParseEnv()
+    quiet.reset(seed=0)
+    with pytest.warns(UserWarning, match="without specifying any render mode"):
+        assert quiet.render() is None
