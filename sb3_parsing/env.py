@@ -24,12 +24,12 @@ from sb3_parsing.corpus import (
 from sb3_parsing.game import TARGETS, ParseBoards, Target
 from sb3_parsing.grammar import GrammarError, RuleSet, available_grammars
 from sb3_parsing.oracle import COLUMN_MODES, Oracle, SentenceAnalysis, shared_oracle
+from sb3_parsing.rendering import render_ansi, render_rgb
 from sb3_parsing.trees import tree_nodes, tree_string
 
 __all__ = ["MASK_MODES", "LinguisticParseEnv"]
 
 MASK_MODES = ("history", "oracle")
-_CELL_PIXELS = 8
 
 
 def _load_grammar(grammar: str | Path | RuleSet) -> RuleSet:
@@ -394,40 +394,34 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         return text
 
     def _render_ansi(self) -> str:
-        analysis = self.analysis
-        names = self.column_names()
         boards, board = self._boards, self._board
-        width = max(len(t) for t in analysis.tokens)
-        lines = [
-            f"sentence: {' '.join(analysis.tokens)}",
-            f"actions: {boards.n_actions[board]}/{self.max_steps}  min_actions: {self._sentence_info['min_actions']}  "
-            f"parses: {analysis.n_parses}  success: {bool(boards.is_success[board])}",
-            "H (columns: " + "; ".join(f"{i}={name}" for i, name in enumerate(names)) + ")",
-        ]
-        for m, token in enumerate(analysis.tokens):
-            row = "".join("#" if v else "." for v in boards.history[board, m])
-            lines.append(f"{m:>3} {token:<{width}} |{row}|")
-        parse = boards.parse(board)
-        if parse is not None:
-            lines.append(f"parse: {parse}")
-        return "\n".join(lines)
+        n_actions = int(boards.n_actions[board])
+        return render_ansi(
+            self.analysis.tokens,
+            boards.history[board],
+            self.column_names(),
+            n_actions=n_actions,
+            max_steps=self.max_steps,
+            min_actions=self._sentence_info["min_actions"],
+            n_parses=self.analysis.n_parses,
+            is_success=bool(boards.is_success[board]),
+            tree=boards.parse(board),
+            legend=n_actions == 0,  # the legend on an episode's first frame only
+        )
 
     def _render_rgb(self) -> np.ndarray:
-        """T in grey, a gap, then H: set cells of winning trees green, other set cells red, unset chart cells faint blue."""
-        analysis = self.analysis
         boards, board = self._boards, self._board
-        text, history = boards.text[board], boards.history[board]
-        rows, text_cols = text.shape
-        image = np.full((rows, text_cols + 1 + self.n_columns, 3), 255, dtype=np.uint8)
-        image[:, :text_cols][text == 1] = (60, 60, 60)
-        picture = image[:, text_cols + 1 :]
         chart = np.zeros(self.n_history_cells, dtype=bool)
-        chart[analysis.chart_cells] = True
+        chart[self.analysis.chart_cells] = True
         useful = np.zeros(self.n_history_cells, dtype=bool)
         useful[boards.useful_cells(board)] = True
-        picture[chart.reshape(rows, -1)] = (210, 225, 255)
-        set_cells = history == 1
-        picture[set_cells & useful.reshape(rows, -1)] = (40, 170, 60)
-        picture[set_cells & ~useful.reshape(rows, -1)] = (200, 50, 50)
-        image[len(analysis.tokens) :, :] = np.minimum(image[len(analysis.tokens) :, :], 235)
-        return np.repeat(np.repeat(image, _CELL_PIXELS, axis=0), _CELL_PIXELS, axis=1)
+        return render_rgb(
+            self.analysis.tokens,
+            boards.history[board],
+            self.column_names(),
+            chart_cells=chart.reshape(self.obs_len, -1),
+            useful_cells=useful.reshape(self.obs_len, -1),
+            n_actions=int(boards.n_actions[board]),
+            is_success=bool(boards.is_success[board]),
+            tree=boards.parse(board),
+        )
