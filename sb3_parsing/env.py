@@ -27,12 +27,17 @@ from sb3_parsing.oracle import COLUMN_MODES, Oracle, SentenceAnalysis, shared_or
 from sb3_parsing.rendering import render_ansi, render_rgb
 from sb3_parsing.trees import tree_nodes, tree_string
 
-__all__ = ["MASK_MODES", "LinguisticParseEnv"]
+__all__ = ["MASK_MODES", "LinguisticParseEnv", "load_grammar"]
 
 MASK_MODES = ("history", "oracle")
 
 
-def _load_grammar(grammar: str | Path | RuleSet) -> RuleSet:
+def load_grammar(grammar: str | Path | RuleSet) -> RuleSet:
+    """
+    The RuleSet that an env's ``grammar`` argument names.
+
+    :param grammar: a built-in grammar name, a path to a RuleSet file, or a RuleSet
+    """
     if isinstance(grammar, RuleSet):
         return grammar
     if isinstance(grammar, str) and grammar in available_grammars():
@@ -173,7 +178,7 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         if max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {max_steps}")
 
-        self.ruleset = _load_grammar(grammar)
+        self.ruleset = load_grammar(grammar)
         self.oracle: Oracle = shared_oracle(self.ruleset, columns)  # type: ignore[arg-type]
         if analyses is not None:
             self.oracle.load_analyses(analyses)

@@ -226,3 +226,23 @@ def test_top_down_search_order_is_rules_in_file_order() -> None:
     attempts = list(oracle.top_down_attempts(("a", "c")))
     # S@0 by rule 0, A@0 (rule 2), fails on 'b'; S@0 by rule 1, A@0 again, succeeds.
     assert attempts == [0, 2, 1, 2]
+
+
+def test_precompute_script_writes_analyses_an_env_loads(tmp_path) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from sb3_parsing import LinguisticParseEnv
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("John saw Mary\nthe dog saw the man with a telescope\n")
+    output = tmp_path / "corpus.analyses"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "precompute_analyses.py"
+    args = [sys.executable, str(script), "--grammar", "english", "--sentences", str(corpus), "--output", str(output)]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "2 analyses" in result.stdout, result.stderr
+    env = LinguisticParseEnv(sentences=corpus, analyses=output)
+    assert env.oracle.load_analyses(output) == 2
+    _, info = env.reset(seed=0)
+    assert info["n_parses"] in (1, 2)

@@ -159,3 +159,21 @@ def test_sb3_algorithms_train_on_the_batched_env(algo: str) -> None:
         model = (MaskablePPO if algo == "ppo_mask" else PPO)("MultiInputPolicy", vec_env, n_steps=32, batch_size=64, seed=0)
     model.learn(256)
     assert model.num_timesteps >= 256
+
+
+def test_every_success_carries_its_tree() -> None:
+    nltk = pytest.importorskip("nltk")
+    vec_env = LinguisticParseVecEnv(4, dict(SMALL, max_steps=40))
+    vec_env.seed(1)
+    vec_env.reset()
+    wins = 0
+    for _ in range(60):
+        _, _, dones, infos = vec_env.step(np.array(vec_env.env_method("expert_action")))
+        for done, info in zip(dones, infos, strict=True):
+            if done and info["is_success"]:
+                wins += 1
+                tree = nltk.Tree.fromstring(info["parse"])
+                assert " ".join(tree.leaves()) == info["sentence"]
+            else:
+                assert "parse" not in info
+    assert wins >= 4
