@@ -3,7 +3,10 @@ Evaluate parsers on a fixed list of sentences: a trained agent beside the baseli
 
 Every player parses every sentence once (``reset(options={"sentence": ...})``), so all rows of a table
 see the same sentences. The baselines are the masked random policy, the seed's deterministic top-down
-search (``Oracle.top_down_attempts``, already-set cells skipped) and the expert (``min_actions``).
+search (``Oracle.top_down_attempts``, already-set cells skipped), the expert (``min_actions``) and, for
+weighted grammars, the Viterbi parse (the most probable tree under the grammar's probabilities). Given the
+sentences' own trees, the first complete parse each player builds is scored against them: exact match and
+labeled bracket F1 (PARSEVAL, the EVALB way: :mod:`sb3_parsing.trees`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from sb3_parsing.corpus import sample_sentences
+from sb3_parsing.corpus import TreeSentence, sample_sentences, sample_trees
+from sb3_parsing.grammar import RuleSet
+from sb3_parsing.trees import BracketScore, bracket_score, labeled_brackets, read_tree, tree_nodes
 
 __all__ = [
     "ALGORITHMS",
@@ -30,6 +35,8 @@ __all__ = [
     "Player",
     "RandomPlayer",
     "TopDownPlayer",
+    "ViterbiPlayer",
+    "baseline_players",
     "evaluate_player",
     "load_agent",
     "longer_sentences",
@@ -77,12 +84,35 @@ class TopDownPlayer:
         self._attempts = base.oracle.top_down_attempts(base.analysis.tokens)  # type: ignore[attr-defined]
 
     def act(self, env: gym.Env, obs: dict[str, np.ndarray]) -> int:
-        history = obs["history"].reshape(-1)
-        for cell in self._attempts:
-            if not history[cell]:
-                return cell
-        # The search is exhausted only if it failed; keep playing legal moves until truncation
-        return int(np.flatnonzero(env.get_wrapper_attr("action_masks")())[0])
+        return _next_unset(env, obs, self._attempts)
+
+
+def _next_unset(env: gym.Env, obs: dict[str, np.ndarray], cells: Iterator[int]) -> int:
+    """The next cell of ``cells`` not set yet; once they are all used, the first legal action (until truncation)."""
+    history = obs["history"].reshape(-1)
+    for cell in cells:
+        if not history[cell]:
+            return cell
+    return int(np.flatnonzero(env.get_wrapper_attr("action_masks")())[0])
+
+
+class ViterbiPlayer:
+    """
+    Builds the Viterbi parse, the most probable tree under a weighted grammar (``analysis.viterbi_tree()``),
+    children before parents: its first complete parse is the Bayes-optimal guess of the tree a PCFG generated.
+    """
+
+    def __init__(self) -> None:
+        self._cells: Iterator[int] = iter(())
+
+    def start(self, env: gym.Env) -> None:
+        base = env.unwrapped
+        oracle = base.oracle  # type: ignore[attr-defined]
+        nodes = tree_nodes(base.analysis.viterbi_tree(), oracle.ruleset)  # type: ignore[attr-defined]
+        self._cells = iter(dict.fromkeys(start * oracle.n_columns + oracle.column_of(rule) for start, _, rule in nodes))
+
+    def act(self, env: gym.Env, obs: dict[str, np.ndarray]) -> int:
+        return _next_unset(env, obs, self._cells)
 
 
 class ExpertPlayer:
@@ -120,44 +150,90 @@ class ModelPlayer:
         return int(action)
 
 
-BASELINES: dict[str, type[RandomPlayer] | type[TopDownPlayer] | type[ExpertPlayer]] = {
+BASELINES: dict[str, type[RandomPlayer] | type[TopDownPlayer] | type[ExpertPlayer] | type[ViterbiPlayer]] = {
     "random (masked)": RandomPlayer,
     "top-down search": TopDownPlayer,
     "expert": ExpertPlayer,
+    "Viterbi parse": ViterbiPlayer,
 }
 
 
-def evaluate_player(env: gym.Env, player: Player, sentences: Sequence[Sequence[str]]) -> dict[str, Any]:
+def baseline_players(ruleset: RuleSet, seed: int = 0) -> dict[str, Player]:
+    """
+    The baselines of :data:`BASELINES` that apply to a grammar (the Viterbi parse needs rule probabilities).
+
+    :param ruleset: the grammar of the task
+    :param seed: seed of the random baseline
+    """
+    players: dict[str, Player] = {}
+    for name, baseline in BASELINES.items():
+        if baseline is RandomPlayer:
+            players[name] = RandomPlayer(seed)
+        elif baseline is not ViterbiPlayer or ruleset.is_weighted:
+            players[name] = baseline()  # type: ignore[call-arg]
+    return players
+
+
+def evaluate_player(
+    env: gym.Env, player: Player, sentences: Sequence[Sequence[str]] | Sequence[TreeSentence]
+) -> dict[str, Any]:
     """
     Parse every sentence once and summarize.
 
     :param env: a LinguisticParse environment (possibly wrapped, e.g. by the goal wrapper)
     :param player: picks the actions
-    :param sentences: the sentences, as token sequences
+    :param sentences: the sentences, as token sequences, or as :class:`~sb3_parsing.corpus.TreeSentence` to score
+        the first complete parse the player builds against each sentence's own tree. That parse is read from the
+        history the moment it first holds a complete parse: the sentence's tree when the history holds all its
+        cells (several trees can have the same cells; ``target="tree"`` counts this a success too), else the tree
+        ``analysis.parse(history)`` picks, as the env's ``info["parse"]``
     :return: ``n_sentences``, ``success_rate``, ``attempts`` (mean actions per sentence, failures count
         their ``max_steps``), ``solved_attempts`` (per solved sentence, ``None`` when none is solved),
         ``attempts_per_min_actions`` (mean over sentences of actions / ``min_actions``, failures included),
         ``solved_attempts_per_min_actions`` (solved sentences only, ``None`` when none is solved) and
-        ``chart_share`` (the share of all actions that set a constituent of the chart, ``info["matched"]``: 1.0 for
-        the expert; a low share means the player spends its attempts on cells that can never be part of a parse)
+        ``chart_share`` (the share of all actions that set a *new* constituent of the chart, ``info["matched"]`` on
+        a cell not set before: 1.0 for the expert; a low share means the player spends its attempts on cells that
+        can never be part of a parse, or on cells already set). With trees, also ``parsed`` (the share of
+        sentences with a complete parse built), ``exact_match`` (the share whose first complete parse is their
+        tree), ``bracket_precision``, ``bracket_recall``, ``bracket_f1`` (corpus labeled brackets, EVALB's micro
+        average; a sentence with no parse built counts its gold brackets as missed) and ``sentence_f1`` (the mean
+        over sentences of their bracket F1, 0 with no parse)
     """
     if len(sentences) == 0:
         raise ValueError("evaluate_player needs at least one sentence")
-    successes, attempts, ratios = [], [], []
+    with_trees = all(isinstance(s, TreeSentence) for s in sentences)
+    successes, attempts, ratios, first_parses = [], [], [], []
     n_matched = 0
     for sentence in sentences:
-        obs, info = env.reset(options={"sentence": list(sentence)})
+        tokens = sentence.tokens if isinstance(sentence, TreeSentence) else sentence
+        options: dict[str, Any] = {"sentence": list(tokens)}
+        if isinstance(sentence, TreeSentence) and getattr(env.unwrapped, "target", "any") == "tree":
+            options["tree"] = sentence.tree  # the tree that wins
+        obs, info = env.reset(options=options)
+        analysis = env.unwrapped.analysis  # type: ignore[attr-defined]
+        gold_cells = _tree_cells(env, sentence.tree) if isinstance(sentence, TreeSentence) else None
         player.start(env)
+        history: set[int] = set()
+        first_parse = None
         terminated = truncated = False
         while not (terminated or truncated):
-            obs, _, terminated, truncated, info = env.step(player.act(env, obs))
-            n_matched += bool(info["matched"])
+            action = player.act(env, obs)
+            obs, _, terminated, truncated, info = env.step(action)
+            n_matched += bool(info["matched"]) and action not in history
+            history.add(action)
+            if gold_cells is not None and first_parse is None:
+                first_parse = analysis.parse(history)
+                # A history can hold several trees with the same cells (PP attachments chained at one position):
+                # when the sentence's tree is among them it is the one built, as target="tree" counts it.
+                if first_parse is not None and gold_cells <= history:
+                    first_parse = sentence.tree  # type: ignore[union-attr]
         successes.append(bool(info["is_success"]))
         attempts.append(info["n_actions"])
         ratios.append(info["n_actions"] / info["min_actions"])
+        first_parses.append(first_parse)
     solved = np.array(successes)
     attempts_arr, ratios_arr = np.array(attempts, dtype=float), np.array(ratios)
-    return {
+    result = {
         "n_sentences": len(sentences),
         "success_rate": float(solved.mean()),
         "attempts": float(attempts_arr.mean()),
@@ -166,9 +242,43 @@ def evaluate_player(env: gym.Env, player: Player, sentences: Sequence[Sequence[s
         "solved_attempts_per_min_actions": float(ratios_arr[solved].mean()) if solved.any() else None,
         "chart_share": float(n_matched / attempts_arr.sum()),
     }
+    if with_trees:
+        result.update(_tree_metrics([s.tree for s in sentences], first_parses))  # type: ignore[union-attr]
+    return result
 
 
-def longer_sentences(env: gym.Env, n_sentences: int = 200, seed: int = 1) -> list[tuple[str, ...]]:
+def _tree_cells(env: gym.Env, tree: str) -> set[int]:
+    """The history cells of a tree's rule applications (``cell = start * n_columns + column``)."""
+    oracle = env.unwrapped.oracle  # type: ignore[attr-defined]
+    return {start * oracle.n_columns + oracle.column_of(rule) for start, _, rule in tree_nodes(tree, oracle.ruleset)}
+
+
+def _tree_metrics(gold_trees: list[str], parses: list[str | None]) -> dict[str, float]:
+    """Exact match and PARSEVAL scores of the first complete parses (``None``: no parse built) against the gold trees."""
+    total = BracketScore(0, 0, 0)
+    exact, sentence_f1 = [], []
+    for gold, parse in zip(gold_trees, parses, strict=True):
+        gold_tree = read_tree(gold)
+        if parse is None:
+            score = BracketScore(0, sum(labeled_brackets(gold_tree)[1].values()), 0)
+        else:
+            score = bracket_score(gold_tree, parse)
+        total += score
+        exact.append(parse is not None and read_tree(parse) == gold_tree)
+        sentence_f1.append(score.f1 if parse is not None else 0.0)
+    return {
+        "parsed": float(np.mean([parse is not None for parse in parses])),
+        "exact_match": float(np.mean(exact)),
+        "bracket_precision": total.precision,
+        "bracket_recall": total.recall,
+        "bracket_f1": total.f1,
+        "sentence_f1": float(np.mean(sentence_f1)),
+    }
+
+
+def longer_sentences(
+    env: gym.Env, n_sentences: int = 200, seed: int = 1, with_trees: bool = False
+) -> list[tuple[str, ...]] | list[TreeSentence]:
     """
     Sentences longer than any the environment trains on, that still fit its observation (``max_len`` <
     length <= ``obs_len``), sampled from its grammar.
@@ -176,12 +286,14 @@ def longer_sentences(env: gym.Env, n_sentences: int = 200, seed: int = 1) -> lis
     :param env: a LinguisticParse environment (possibly wrapped)
     :param n_sentences: how many to sample (fewer when the language has fewer)
     :param seed: seed of the sampler
+    :param with_trees: return the sentences with their sampled trees (:func:`~sb3_parsing.corpus.sample_trees`)
     """
     base = env.unwrapped
     max_len, obs_len = base.max_len, base.obs_len  # type: ignore[attr-defined]
     if obs_len <= max_len:
         raise ValueError(f"the environment has no room for longer sentences (max_len={max_len}, obs_len={obs_len})")
-    return sample_sentences(base.ruleset, n_sentences, max_len + 1, obs_len, seed=seed)  # type: ignore[attr-defined]
+    sample = sample_trees if with_trees else sample_sentences
+    return sample(base.ruleset, n_sentences, max_len + 1, obs_len, seed=seed)  # type: ignore[attr-defined]
 
 
 class _ZooArgsLoader(yaml.SafeLoader):

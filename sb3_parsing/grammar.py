@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import heapq
+import math
+import os
 import re
+import sys
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 __all__ = ["GrammarError", "Rule", "RuleSet", "Symbol", "available_grammars"]
@@ -18,6 +21,14 @@ _GRAMMAR_SUFFIX = ".rules"
 # A quoted string (either quote kind), or a run of non-space characters.
 _SYMBOL_RE = re.compile(r"""'([^']*)'|"([^"]*)"|(\S+)""")
 _LINE_BREAK_RE = re.compile(r"\r\n|\r|\n")
+# A rule probability after the label, NLTK's PCFG notation: ``Det N => NP [0.7]`` (a space before the bracket).
+_PROBABILITY_RE = re.compile(r"(?:^|\s)\[([^\[\]]*)\]\s*$")
+# A probability glued to the label (``NP[0.7]``), to be reported rather than read as a label.
+_GLUED_PROBABILITY_RE = re.compile(r"\S\[\s*[-+.\deE]+\s*\]$")
+# The tolerance of a label's probability sum, NLTK's (``nltk.PCFG.EPSILON``, strict), so that every weighted
+# RuleSet converts to an ``nltk.PCFG``: three rules of [0.333] are accepted, three of [0.33] are not.
+PROBABILITY_TOLERANCE = 0.01
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 class GrammarError(ValueError):
@@ -44,11 +55,14 @@ class Rule:
     :param pattern: the symbols that the rule rewrites, left to right
     :param label: the label they are rewritten to
     :param line: the line of the RuleSet text that defines the rule (1-based)
+    :param probability: the rule's probability among the rules of its label (``[0.7]``), ``None`` in an
+        unweighted RuleSet
     """
 
     pattern: tuple[Symbol, ...]
     label: str
     line: int
+    probability: float | None = None
 
     @property
     def is_unary_chain(self) -> bool:
@@ -56,7 +70,12 @@ class Rule:
         return len(self.pattern) == 1 and self.pattern[0].is_label
 
     def __str__(self) -> str:
-        return f"{' '.join(str(s) for s in self.pattern)} => {self.label}"
+        return f"{' '.join(str(s) for s in self.pattern)} => {self.label}{_probability_suffix(self.probability)}"
+
+
+def _probability_suffix(probability: float | None) -> str:
+    # repr() is the shortest text that reads back as the same float, so str(ruleset) round-trips weights exactly.
+    return "" if probability is None else f" [{probability!r}]"
 
 
 def _needs_quotes(name: str) -> bool:
@@ -68,6 +87,29 @@ class _RawRule(NamedTuple):
     pattern: tuple[tuple[str, bool], ...]  # (text, was_quoted)
     label: str
     line: int
+    probability: float | None
+
+
+def _split_probability(right: str, line_no: int) -> tuple[str, float | None]:
+    """Cut an optional ``[p]`` off the text after ``=>``; check that ``p`` is a probability."""
+    match = _PROBABILITY_RE.search(right)
+    if match is None:
+        if _GLUED_PROBABILITY_RE.search(right.strip()):
+            raise GrammarError(
+                f"line {line_no}: probability glued to the label in {right.strip()!r}; "
+                "put a space before it, e.g. 'Det N => NP [0.7]'"
+            )
+        return right, None
+    text = match.group(1).strip()
+    try:
+        probability = float(text)
+    except ValueError:
+        probability = math.nan
+    if not 0.0 < probability <= 1.0:  # also rejects nan and inf
+        raise GrammarError(
+            f"line {line_no}: rule probability [{text}] is not a number in (0, 1]; write e.g. 'Det N => NP [0.7]'"
+        )
+    return right[: match.start()], probability
 
 
 def _split_symbols(text: str, line_no: int) -> list[tuple[str, bool]]:
@@ -132,6 +174,7 @@ def _parse_lines(text: str) -> tuple[list[_RawRule], list[str] | None, int]:
                 f"line {line_no}: missing '=>' in {raw_line.strip()!r}; write rules as 'PATTERN => LABEL'{hint}"
             )
         left, right = code[: arrows[0]], code[arrows[0] + 2 :]
+        right, probability = _split_probability(right, line_no)
         if len(arrows) > 1:
             raise GrammarError(f"line {line_no}: several '=>' in {raw_line.strip()!r}; write one rule per line")
         pattern = _split_symbols(left, line_no)
@@ -144,7 +187,7 @@ def _parse_lines(text: str) -> tuple[list[_RawRule], list[str] | None, int]:
         name, quoted = label[0]
         if quoted:
             raise GrammarError(f"line {line_no}: label {name!r} is quoted; quotes mark terminals, write the label bare")
-        rules.append(_RawRule(tuple(pattern), name, line_no))
+        rules.append(_RawRule(tuple(pattern), name, line_no, probability))
     return rules, start, start_line
 
 
@@ -154,8 +197,10 @@ class RuleSet:
 
     A symbol that appears as a label anywhere is a label; every other symbol, and every quoted
     string, is a terminal. ``%start S [T ...]`` names the goal labels; without it the goal is
-    the one label that occurs in no pattern. Build one with :meth:`from_text`, :meth:`from_file`,
-    :meth:`builtin` or :meth:`from_nltk`.
+    the one label that occurs in no pattern. A rule may end with its probability, ``Det N => NP [0.7]``
+    (NLTK's PCFG notation): then every rule has one and each label's rules sum to 1, within
+    :data:`PROBABILITY_TOLERANCE`. Build one with :meth:`from_text`, :meth:`from_file`, :meth:`builtin`,
+    :meth:`from_nltk` or :meth:`from_treebank`.
 
     :param text: the RuleSet text
     :param name: a name for messages and rendering
@@ -164,13 +209,18 @@ class RuleSet:
     def __init__(self, text: str, name: str = "<text>") -> None:
         raw_rules, start, start_line = _parse_lines(text)
         if not raw_rules:
-            raise GrammarError(f"{name}: no rules found; write at least one 'PATTERN => LABEL' line")
+            raise GrammarError("no rules found; write at least one 'PATTERN => LABEL' line")
         self.name = name
         self.text = text
         label_names = list(dict.fromkeys(rule.label for rule in raw_rules))
         label_set = set(label_names)
         self.rules: tuple[Rule, ...] = tuple(
-            Rule(tuple(Symbol(s, not quoted and s in label_set) for s, quoted in rule.pattern), rule.label, rule.line)
+            Rule(
+                tuple(Symbol(s, not quoted and s in label_set) for s, quoted in rule.pattern),
+                rule.label,
+                rule.line,
+                rule.probability,
+            )
             for rule in raw_rules
         )
         self.labels: tuple[str, ...] = tuple(label_names)
@@ -182,6 +232,7 @@ class RuleSet:
         self.terminals: tuple[str, ...] = tuple(s.name for s in self.alphabet if not s.is_label)
         self.start: tuple[str, ...] = self._goal_labels(start, start_line)
         self._check_duplicates()
+        self._check_probabilities()
         self._check_unary_cycles()
         # Shortest sentence length and shortest derivation height of each label.
         self.min_yield: dict[str, int] = self._shortest(sum)
@@ -214,7 +265,10 @@ class RuleSet:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as error:
             raise GrammarError(f"grammar file {str(path)!r} is not UTF-8 text ({error}); save it as UTF-8") from error
-        return cls(text, path.name)
+        try:
+            return cls(text, path.name)
+        except GrammarError as error:
+            raise GrammarError(f"{path}: {error}") from None
 
     @classmethod
     def builtin(cls, name: str) -> RuleSet:
@@ -231,41 +285,73 @@ class RuleSet:
     @classmethod
     def from_nltk(cls, grammar: Any, name: str = "<nltk>") -> RuleSet:
         """
-        Convert a grammar in NLTK's CFG notation (``S -> NP VP | VP``), parsed by NLTK itself.
+        Convert a grammar in NLTK's CFG or PCFG notation (``S -> NP VP [0.6] | VP [0.4]``), parsed by NLTK itself.
 
-        :param grammar: the notation as a string, or an ``nltk.CFG``
+        :param grammar: the notation as a string (a PCFG when its rules carry probabilities), an ``nltk.CFG``
+            or an ``nltk.PCFG``
         :param name: a name used in messages
         """
-        try:
-            import nltk
-        except ImportError as error:  # pragma: no cover - depends on the environment
-            raise ImportError("loading NLTK grammars needs nltk: pip install nltk") from error
+        nltk = _import_nltk()
         if isinstance(grammar, str):
+            reader = nltk.PCFG if _NLTK_PROBABILITY_RE.search(grammar) else nltk.CFG
             try:
-                grammar = nltk.CFG.fromstring(grammar)
+                grammar = reader.fromstring(grammar)
             except ValueError as error:
                 raise GrammarError(f"{name}: NLTK could not read the grammar: {error}") from error
-        lines = [f"%start {grammar.start().symbol()}"]
-        for production in grammar.productions():
-            if not production.rhs():
-                raise GrammarError(f"{name}: empty production {production}; RuleSets have no empty patterns")
-            pattern = " ".join(s.symbol() if isinstance(s, nltk.Nonterminal) else _quote(s) for s in production.rhs())
-            lines.append(f"{pattern} => {production.lhs().symbol()}")
-        return cls("\n".join(lines), name)
+        return cls(_nltk_rules_text(grammar.start().symbol(), grammar.productions(), name), name)
+
+    @classmethod
+    def from_treebank(cls, trees: Iterable[Any], name: str = "<treebank>") -> RuleSet:
+        """
+        Read a weighted grammar (a PCFG) off parse trees with NLTK's ``induce_pcfg``: one rule per production
+        found, with its relative frequency among the productions of its label as probability.
+
+        The terminals are the tokens of the trees' leaves (``-LRB-`` is ``(``, as :mod:`sb3_parsing.trees` reads
+        leaves) and the goal labels their root labels.
+
+        :param trees: ``nltk.Tree`` objects or bracketed strings (``(S (NP (Det the) (N dog)) (VP barks))``), e.g. the
+            ``tree`` of each :class:`~sb3_parsing.corpus.TreeSentence` of ``load_trees``
+        :param name: a name used in messages
+        """
+        from sb3_parsing.trees import leaf_token, read_tree  # trees builds on this module
+
+        nltk = _import_nltk()
+        parsed: list[Any] = []
+        for index, tree in enumerate(trees, start=1):
+            try:
+                tree = read_tree(tree).copy(deep=True)
+            except GrammarError as error:
+                raise GrammarError(f"{name}: tree {index}: {error}") from None
+            for position in tree.treepositions("leaves"):
+                tree[position] = leaf_token(tree[position])
+            parsed.append(tree)
+        if not parsed:
+            raise GrammarError(f"{name}: no trees given; a grammar is read off at least one tree")
+        roots = list(dict.fromkeys(tree.label() for tree in parsed))
+        productions = [production for tree in parsed for production in tree.productions()]
+        pcfg = nltk.induce_pcfg(nltk.Nonterminal(roots[0]), productions)
+        return cls(_nltk_rules_text(" ".join(roots), pcfg.productions(), name), name)
 
     def to_nltk(self) -> Any:
-        """Return the same grammar as an ``nltk.CFG`` (several goal labels get a fresh start symbol)."""
-        import nltk
+        """
+        Return the same grammar as an ``nltk.CFG``, or an ``nltk.PCFG`` when it is weighted.
+
+        Several goal labels get a fresh start symbol ``%START`` (with equal probabilities in a PCFG, as the sampler
+        picks a goal label).
+        """
+        nltk = _import_nltk()
 
         def convert(symbol: Symbol) -> Any:
             return nltk.Nonterminal(symbol.name) if symbol.is_label else symbol.name
 
-        productions = [nltk.Production(nltk.Nonterminal(r.label), [convert(s) for s in r.pattern]) for r in self.rules]
+        rules = [(nltk.Nonterminal(r.label), [convert(s) for s in r.pattern], r.probability) for r in self.rules]
         start = nltk.Nonterminal(self.start[0])
         if len(self.start) > 1:
             start = nltk.Nonterminal("%START")
-            productions += [nltk.Production(start, [nltk.Nonterminal(s)]) for s in self.start]
-        return nltk.CFG(start, productions)
+            rules += [(start, [nltk.Nonterminal(s)], 1.0 / len(self.start)) for s in self.start]
+        if self.is_weighted:
+            return nltk.PCFG(start, [nltk.ProbabilisticProduction(lhs, rhs, prob=p) for lhs, rhs, p in rules])
+        return nltk.CFG(start, [nltk.Production(lhs, rhs) for lhs, rhs, _ in rules])
 
     # --- derived facts --------------------------------------------------------------------
     @property
@@ -278,16 +364,29 @@ class RuleSet:
         """Number of labels (the number of columns in ``columns="labels"``)."""
         return len(self.labels)
 
+    @property
+    def is_weighted(self) -> bool:
+        """Whether the rules carry probabilities (the RuleSet is a PCFG)."""
+        return self.rules[0].probability is not None
+
     def __repr__(self) -> str:
         return f"RuleSet(name={self.name!r}, rules={self.n_rules}, labels={self.n_labels}, terminals={len(self.terminals)})"
 
     def __str__(self) -> str:
+        return "\n".join([f"%start {' '.join(self.start)}", *(self.format_rule(rule) for rule in self.rules)])
+
+    def format_rule(self, rule: Rule) -> str:
+        """
+        A rule as a line of this RuleSet's text (it reads back as the same rule).
+
+        :param rule: a rule, of this RuleSet or not
+        """
+
         # A terminal spelled like a label ('NP') must stay quoted, or it would load back as the label.
         def show(symbol: Symbol) -> str:
             return _quote(symbol.name) if not symbol.is_label and symbol.name in self.labels else str(symbol)
 
-        rules = (f"{' '.join(show(s) for s in rule.pattern)} => {rule.label}" for rule in self.rules)
-        return "\n".join([f"%start {' '.join(self.start)}", *rules])
+        return f"{' '.join(show(s) for s in rule.pattern)} => {rule.label}{_probability_suffix(rule.probability)}"
 
     # Pickle the text only: the RuleSet is rebuilt (and re-validated) from it.
     def __reduce__(self) -> tuple[Any, ...]:
@@ -322,6 +421,29 @@ class RuleSet:
             if key in seen:
                 raise GrammarError(f"line {rule.line}: duplicate rule '{rule}' (also on line {seen[key]}); remove one")
             seen[key] = rule.line
+
+    def _check_probabilities(self) -> None:
+        """Either every rule has a probability or none has; those of one label sum to 1."""
+        first = self.rules[0]
+        for rule in self.rules:
+            if (rule.probability is None) != (first.probability is None):
+                weighted, unweighted = (first, rule) if rule.probability is None else (rule, first)
+                raise GrammarError(
+                    f"line {unweighted.line}: rule '{unweighted}' has no probability but the rule on line "
+                    f"{weighted.line} has one; give every rule a probability ('Det N => NP [0.7]') or none"
+                )
+        if first.probability is None:
+            return
+        totals: dict[str, float] = {}
+        for rule in self.rules:
+            totals[rule.label] = totals.get(rule.label, 0.0) + rule.probability  # type: ignore[operator]
+        for label, total in totals.items():
+            if not abs(total - 1.0) < PROBABILITY_TOLERANCE:
+                lines = ", ".join(str(r.line) for r in self.rules if r.label == label)
+                raise GrammarError(
+                    f"line {self._first_line_of(label)}: the probabilities of the rules of {label!r} "
+                    f"(lines {lines}) sum to {total:.6g}, not 1; change them so that they sum to 1"
+                )
 
     def _check_unary_cycles(self) -> None:
         """Reject ``A => B ... B => A``: such a grammar has infinitely many parses of a sentence."""
@@ -394,13 +516,35 @@ class RuleSet:
                         if symbol.is_label and symbol.name not in reachable:
                             reachable.add(symbol.name)
                             frontier.append(symbol.name)
-        for label in self.labels:
-            if label not in reachable:
-                warnings.warn(
-                    f"{self.name} line {self._first_line_of(label)}: label {label!r} is unreachable from "
-                    f"{', '.join(self.start)}; its rules never take part in a parse",
-                    stacklevel=3,
-                )
+        unreachable = [label for label in self.labels if label not in reachable]
+        if not unreachable:
+            return
+        listed = ", ".join(repr(label) for label in unreachable)
+        lines = ", ".join(str(self._first_line_of(label)) for label in unreachable)
+        one = len(unreachable) == 1
+        message = (
+            f"{self.name}: {'label' if one else 'labels'} {listed} {'is' if one else 'are'} unreachable from "
+            f"{', '.join(self.start)} ({'line' if one else 'lines'} {lines}); {'its' if one else 'their'} rules never "
+            "take part in a parse"
+        )
+        # The usual cause is a label spelled two ways (`Det N => Np` beside `NP VP => S`): the spelling used
+        # in patterns is then read as a word. A word in the label's own rules only (`b => B`) is its lexicon.
+        by_folded: dict[str, list[Symbol]] = {}
+        for symbol in self.alphabet:
+            by_folded.setdefault(symbol.name.casefold(), []).append(symbol)
+        twins = [
+            (label, other)
+            for label in unreachable
+            for other in by_folded[label.casefold()]
+            if (other.is_label and other.name != label)
+            or (not other.is_label and any(other in r.pattern for r in self.rules if r.label != label))
+        ]
+        if twins:
+            spelled = "; ".join(
+                f"{label!r} and the {'label' if other.is_label else 'word'} {other.name!r}" for label, other in twins
+            )
+            message += f". Likely a label spelled two ways: {spelled}; use one spelling"
+        warnings.warn(message, stacklevel=_stacklevel_outside_package())
 
 
 def _labels_in_unary_cycles(chain: list[Rule]) -> set[str]:
@@ -439,6 +583,44 @@ def unary_chain_order(rules: tuple[Rule, ...] | list[Rule]) -> list[Rule] | None
             if indegree[rule.label] == 0:
                 ready.append(rule.label)
     return order if len(order) == len(chain) else None
+
+
+def _stacklevel_outside_package() -> int:
+    """
+    The ``stacklevel`` that attributes a warning, raised by the caller of this function, to the first frame
+    outside this package: the user's code, whichever constructor or env built the RuleSet.
+    """
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def _import_nltk() -> Any:
+    try:
+        import nltk
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError("NLTK grammars and trees need nltk: pip install nltk") from error
+    return nltk
+
+
+# A probability in NLTK's notation ([0.7], [1], [.5], [1e-3]); '[' quoted as a terminal does not match.
+_NLTK_PROBABILITY_RE = re.compile(r"\[\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*\]")
+
+
+def _nltk_rules_text(start: str, productions: Iterable[Any], name: str) -> str:
+    """The RuleSet text of NLTK productions (probabilities kept when they are ``ProbabilisticProduction``)."""
+    nltk = _import_nltk()
+    lines = [f"%start {start}"]
+    for production in productions:
+        if not production.rhs():
+            raise GrammarError(f"{name}: empty production {production}; RuleSets have no empty patterns")
+        pattern = " ".join(s.symbol() if isinstance(s, nltk.Nonterminal) else _quote(s) for s in production.rhs())
+        probability = production.prob() if isinstance(production, nltk.ProbabilisticProduction) else None
+        lines.append(f"{pattern} => {production.lhs().symbol()}{_probability_suffix(probability)}")
+    return "\n".join(lines)
 
 
 def _quote(name: str) -> str:

@@ -7,6 +7,13 @@ Evaluate a trained agent on held-out sentences and on sentences longer than any 
 Without a model (``--baselines-only``) it prints the baselines alone. ``--env-kwargs '{"grammar": "arithmetic"}'``
 evaluates on the task an agent was trained on when that is not the registered default; reward shaping from a zoo
 config (``constituent_bonus``, ``step_penalty``) is for training only and is left out on purpose.
+
+When the held-out sentences come with their trees (``target="tree"``, or ``--trees FILE``: a file with one bracketed
+tree per line, played instead of the held-out split), each player's first complete parse is also scored against
+them: exact match and labeled bracket F1 (PARSEVAL, EVALB's COLLINS.prm way). For a weighted grammar the Viterbi parse
+joins the baselines.
+
+    python scripts/evaluate.py --baselines-only --trees trees.txt --env-kwargs '{"grammar": "english_pcfg"}'
 """
 
 import argparse
@@ -19,12 +26,13 @@ import gymnasium as gym
 import torch as th
 
 import sb3_parsing  # noqa: F401  (registers the env ids)
+from sb3_parsing.corpus import TreeSentence, load_trees
 from sb3_parsing.evaluation import (
     ALGORITHMS,
-    BASELINES,
     ModelPlayer,
     Player,
     TopDownPlayer,
+    baseline_players,
     evaluate_player,
     load_agent,
     longer_sentences,
@@ -34,20 +42,29 @@ _NO_LIMIT = 10**6
 
 
 def _table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
+    with_trees = any("exact_match" in m for players in results.values() for m in players.values())
     header = (
-        f"{'sentences':<10} {'player':<18} {'n':>5} {'success':>8} {'attempts':>9} {'att/min':>8} "
-        f"{'solved att/min':>15} {'chart cells':>12}"
+        f"{'sentences':<10} {'player':<20} {'n':>5} {'success':>8} {'attempts':>9} {'att/min':>8} "
+        f"{'solved att/min':>15} {'chart cells':>12}" + (f" {'exact':>7} {'F1':>7}" if with_trees else "")
     )
     lines = [header, "-" * len(header)]
     for split, players in results.items():
         for name, m in players.items():
             solved = m["solved_attempts_per_min_actions"]
-            lines.append(
-                f"{split:<10} {name:<18} {m['n_sentences']:>5} {m['success_rate']:>8.1%} {m['attempts']:>9.2f} "
+            line = (
+                f"{split:<10} {name:<20} {m['n_sentences']:>5} {m['success_rate']:>8.1%} {m['attempts']:>9.2f} "
                 f"{m['attempts_per_min_actions']:>8.3f} {'-' if solved is None else f'{solved:.3f}':>15} "
                 f"{m['chart_share']:>12.1%}"
             )
+            if "exact_match" in m:
+                line += f" {m['exact_match']:>7.1%} {m['bracket_f1']:>7.1%}"
+            lines.append(line)
     return "\n".join(lines)
+
+
+def _as_lines(sentences: list[tuple[str, ...]] | list[TreeSentence]) -> list[str]:
+    """Sentences as an env's ``sentences`` argument: a tree keeps its tree, a sentence its tokens."""
+    return [s.tree if isinstance(s, TreeSentence) else " ".join(s) for s in sentences]
 
 
 def main() -> None:
@@ -62,6 +79,7 @@ def main() -> None:
     parser.add_argument("--baselines-only", action="store_true", help="evaluate the baselines only")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--trees", type=Path, help="a tree file to evaluate on instead of the held-out sentences")
     parser.add_argument("--env-kwargs", type=json.loads, default={}, help="JSON keyword arguments of the env (its task)")
     args = parser.parse_args()
     if args.model is None and not args.baselines_only:
@@ -75,22 +93,35 @@ def main() -> None:
         model, env_id = load_agent(args.model, args.algo, args.env, args.best, args.env_kwargs)
         players[f"agent ({type(model).__name__})"] = ModelPlayer(model, deterministic=not args.stochastic)
         report.update(model=str(args.model), algo=type(model).__name__, num_timesteps=model.num_timesteps)
-    for name, baseline in BASELINES.items():
-        players[name] = baseline(args.seed) if name.startswith("random") else baseline()  # type: ignore[call-arg]
 
     task = args.env_kwargs
-    test_env = gym.make(env_id, **{**task, "split": "test"})
-    held_out = list(test_env.unwrapped.sentences)  # type: ignore[attr-defined]
+    if args.trees:
+        trees = load_trees(args.trees)
+        test_env = gym.make(env_id, **{**task, "sentences": _as_lines(trees), "split": "all"})
+        held_out: list[tuple[str, ...]] | list[TreeSentence] = trees
+    else:
+        test_env = gym.make(env_id, **{**task, "split": "test"})
+        base_env = test_env.unwrapped
+        trees_of = base_env.trees  # type: ignore[attr-defined]
+        held_out = (
+            list(base_env.sentences)
+            if trees_of is None
+            else [TreeSentence(t, tree) for t, tree in zip(base_env.sentences, trees_of, strict=True)]
+        )  # type: ignore[attr-defined]
+    base = test_env.unwrapped
+    players.update(baseline_players(base.ruleset, args.seed))  # type: ignore[attr-defined]
     if args.n_test:
         held_out = held_out[: args.n_test]
-    splits = {"held-out": (test_env, held_out)}
-    if args.n_long:
-        base = test_env.unwrapped
-        long = longer_sentences(test_env, args.n_long)
-        long_task = {**task, "sentences": [" ".join(s) for s in long], "split": "all", "max_len": base.obs_len}  # type: ignore[attr-defined]
-        long_env = gym.make(env_id, **long_task)
+    splits: dict[str, tuple[gym.Env, list[tuple[str, ...]] | list[TreeSentence]]] = {
+        "trees" if args.trees else "held-out": (test_env, held_out)
+    }
+    if args.n_long and base.obs_len > base.max_len:  # type: ignore[attr-defined]
+        with_trees = all(isinstance(s, TreeSentence) for s in held_out)
+        long = longer_sentences(test_env, args.n_long, with_trees=with_trees)
+        long_env = gym.make(env_id, **{**task, "sentences": _as_lines(long), "split": "all", "max_len": base.obs_len})  # type: ignore[attr-defined]
         splits[f"{base.max_len + 1}-{base.obs_len} tok"] = (long_env, long)  # type: ignore[attr-defined]
-    splits = {name: (env, [tuple(s) for s in sentences]) for name, (env, sentences) in splits.items()}
+    elif args.n_long:
+        print(f"no longer sentences: the env's obs_len is its max_len ({base.max_len}); give obs_len in --env-kwargs")  # type: ignore[attr-defined]
 
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for split, (env, sentences) in splits.items():
@@ -101,7 +132,7 @@ def main() -> None:
             results[split][name]["seconds"] = time.perf_counter() - start
         # The seed's search as it was meant: attempts counted until it finds the parse, with no step limit
         max_len = env.unwrapped.max_len  # type: ignore[attr-defined]
-        unlimited_task = {**task, "sentences": [" ".join(s) for s in sentences], "split": "all", "max_len": max_len}
+        unlimited_task = {**task, "sentences": _as_lines(sentences), "split": "all", "max_len": max_len}
         unlimited = gym.make(env_id, **{**unlimited_task, "max_steps": _NO_LIMIT})
         results[split]["top-down, no limit"] = evaluate_player(unlimited, TopDownPlayer(), sentences)
     report.update(env_id=env_id, results=results)

@@ -1,5 +1,10 @@
 """The evaluation loop, its baselines, agent loading and the training callback."""
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -9,16 +14,21 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
 
 import sb3_parsing  # noqa: F401
+from sb3_parsing import RuleSet
 from sb3_parsing.callbacks import ParseMetricsCallback
+from sb3_parsing.corpus import TreeSentence, sample_trees
 from sb3_parsing.evaluation import (
     ExpertPlayer,
     ModelPlayer,
     RandomPlayer,
     TopDownPlayer,
+    ViterbiPlayer,
+    baseline_players,
     evaluate_player,
     load_agent,
     longer_sentences,
 )
+from sb3_parsing.trees import tree_nodes
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +54,8 @@ class _OffChartPlayer:
 
     def start(self, env):
         analysis = env.unwrapped.analysis
-        self.cells = iter(c for c in range(analysis.n_cells) if not analysis.constituent_mask[c])
+        chart = set(analysis.chart_cells.tolist())
+        self.cells = iter(c for c in range(analysis.n_cells) if c not in chart)
 
     def act(self, env, obs):
         return next(self.cells)
@@ -54,6 +65,23 @@ def test_chart_share_counts_the_actions_that_set_chart_constituents(env, sentenc
     result = evaluate_player(env, _OffChartPlayer(), sentences[:5])
     assert result["success_rate"] == 0.0
     assert result["chart_share"] == 0.0
+
+
+class _RepeatPlayer:
+    """Sets the expert's first cell (a chart constituent), then sets it again and again."""
+
+    def start(self, env):
+        self.cell = env.unwrapped.expert_action()
+
+    def act(self, env, obs):
+        return self.cell
+
+
+def test_chart_share_counts_a_repeated_cell_once(sentences):
+    env = gym.make("LinguisticParse-v0", sentences=[" ".join(sentences[0])], split="all", max_steps=8)
+    result = evaluate_player(env, _RepeatPlayer(), sentences[:1])
+    assert result["attempts"] == 8.0
+    assert result["chart_share"] == 1 / 8, "only the first of the 8 attempts set a new chart cell"
 
 
 def test_top_down_without_limit_always_parses_and_never_beats_the_expert(sentences):
@@ -98,7 +126,8 @@ def test_model_player_uses_masks_for_maskable_ppo(env, sentences):
             break
 
 
-def test_longer_sentences_fit_the_observation(env):
+def test_longer_sentences_fit_the_observation():
+    env = gym.make("LinguisticParse-v0", split="test", max_len=12, obs_len=16)
     long = longer_sentences(env, n_sentences=5)
     base = env.unwrapped
     assert long and all(base.max_len < len(s) <= base.obs_len for s in long)
@@ -151,3 +180,111 @@ def test_parse_metrics_callback_chart_share_is_one_when_only_chart_cells_can_be_
     callback = ParseMetricsCallback()
     model.learn(64, callback=callback)
     assert len(callback.chart_shares) > 0 and set(callback.chart_shares) == {1.0}
+
+
+# --- tree targets: exact match and labeled bracket F1 of the first complete parse ------------------------
+PP_SENTENCE = ("John", "saw", "the", "man", "with", "a", "telescope")
+VERB_ATTACHMENT = "(S (NP (Name John)) (VP (VP (V saw) (NP (Det the) (N man))) (PP (P with) (NP (Det a) (N telescope)))))"
+NOUN_ATTACHMENT = "(S (NP (Name John)) (VP (V saw) (NP (NP (Det the) (N man)) (PP (P with) (NP (Det a) (N telescope))))))"
+
+
+class _TreePlayer:
+    """Builds one given tree, children first, then plays legal moves."""
+
+    def __init__(self, tree):
+        self.tree = tree
+
+    def start(self, env):
+        base = env.unwrapped
+        self.cells = iter([s * base.n_columns + base.oracle.column_of(r) for s, _, r in tree_nodes(self.tree, base.ruleset)])
+
+    def act(self, env, obs):
+        history = obs["history"].reshape(-1)
+        return next((c for c in self.cells if not history[c]), int(np.flatnonzero(env.unwrapped.action_masks())[0]))
+
+
+@pytest.fixture(scope="module")
+def pp_env():
+    return gym.make("LinguisticParse-v0", sentences=[" ".join(PP_SENTENCE)], split="all", max_len=7)
+
+
+def test_first_complete_parse_is_scored_against_the_sentence_tree(pp_env):
+    gold = [TreeSentence(PP_SENTENCE, VERB_ATTACHMENT)]
+    right = evaluate_player(pp_env, _TreePlayer(VERB_ATTACHMENT), gold)
+    assert right["success_rate"] == 1.0
+    assert right["parsed"] == right["exact_match"] == right["bracket_f1"] == right["sentence_f1"] == 1.0
+    wrong = evaluate_player(pp_env, _TreePlayer(NOUN_ATTACHMENT), gold)
+    assert wrong["parsed"] == 1.0 and wrong["exact_match"] == 0.0
+    # 7 brackets each (preterminals excluded), 6 shared: VP 1-4 against NP 2-7
+    assert wrong["bracket_precision"] == wrong["bracket_recall"] == wrong["bracket_f1"] == wrong["sentence_f1"] == 6 / 7
+    # without trees, no tree metrics
+    assert "exact_match" not in evaluate_player(pp_env, _TreePlayer(VERB_ATTACHMENT), [PP_SENTENCE])
+
+
+def test_a_sentence_with_no_parse_built_misses_every_gold_bracket(pp_env):
+    gold = [TreeSentence(PP_SENTENCE, VERB_ATTACHMENT)]
+    result = evaluate_player(pp_env, _OffChartPlayer(), gold)
+    assert result["parsed"] == result["exact_match"] == result["bracket_recall"] == result["bracket_f1"] == 0.0
+    assert result["bracket_precision"] == 0.0 and result["sentence_f1"] == 0.0
+
+
+@pytest.fixture(scope="module")
+def pcfg_trees():
+    return sample_trees(RuleSet.builtin("english_pcfg"), 40, 3, 10, seed=4)
+
+
+def test_viterbi_player_builds_the_most_probable_tree(pcfg_trees):
+    env = gym.make(
+        "LinguisticParse-v0", grammar="english_pcfg", sentences=[" ".join(t.tokens) for t in pcfg_trees], split="all"
+    )
+    env.reset(options={"sentence": list(pcfg_trees[0].tokens)})
+    if not hasattr(env.unwrapped.analysis, "viterbi_tree"):
+        pytest.skip("the oracle has no viterbi_tree() yet")
+    viterbi_trees = []
+    for sentence in pcfg_trees:
+        env.reset(options={"sentence": list(sentence.tokens)})
+        viterbi_trees.append(TreeSentence(sentence.tokens, env.unwrapped.analysis.viterbi_tree()))
+    # scored against its own trees, the Viterbi player's first parse is exactly the Viterbi tree
+    own = evaluate_player(env, ViterbiPlayer(), viterbi_trees)
+    assert own["success_rate"] == own["exact_match"] == own["bracket_f1"] == 1.0
+    against_sampled = evaluate_player(env, ViterbiPlayer(), pcfg_trees)
+    pairs = list(zip(viterbi_trees, pcfg_trees, strict=True))
+    same_tree = np.mean([v.tree == t.tree for v, t in pairs])
+    # a history can hold several trees with the same cells (PPs chained at one position)
+    ruleset = env.unwrapped.ruleset
+
+    def cells(tree):  # columns="rules": a cell is a rule at a start position
+        return {(start, rule) for start, _, rule in tree_nodes(tree, ruleset)}
+
+    # the sampled tree counts as built when the Viterbi cells hold all of its cells
+    held = np.mean([cells(t.tree) <= cells(v.tree) for v, t in pairs])
+    assert same_tree < against_sampled["exact_match"] <= held
+    assert 0.5 < against_sampled["exact_match"] < 1.0, (
+        "ambiguous sentences: the most probable tree is not always the one sampled"
+    )
+    random = evaluate_player(env, RandomPlayer(seed=0), pcfg_trees)
+    assert random["bracket_f1"] < against_sampled["bracket_f1"]
+
+
+def test_baseline_players_add_viterbi_for_weighted_grammars_only():
+    assert "Viterbi parse" not in baseline_players(RuleSet.builtin("english"))
+    players = baseline_players(RuleSet.builtin("english_pcfg"), seed=5)
+    assert isinstance(players["Viterbi parse"], ViterbiPlayer)
+    assert list(players) == ["random (masked)", "top-down search", "expert", "Viterbi parse"]
+
+
+def test_evaluate_script_scores_the_baselines_on_a_tree_file(tmp_path, pcfg_trees):
+    trees = tmp_path / "trees.txt"
+    trees.write_text("\n".join(t.tree for t in pcfg_trees[:8]) + "\n")
+    report = tmp_path / "eval.json"
+    script = Path(__file__).parent.parent / "scripts" / "evaluate.py"
+    task = '{"grammar": "english_pcfg", "max_len": 10, "obs_len": 12}'
+    command = [sys.executable, str(script), "--baselines-only", "--trees", str(trees), "--n-long", "3", "--json", str(report)]
+    out = subprocess.run([*command, "--env-kwargs", task], capture_output=True, text=True, timeout=300, check=True)
+    assert "exact" in out.stdout and "Viterbi parse" in out.stdout
+    results = json.loads(report.read_text())["results"]
+    assert set(results) == {"trees", "11-12 tok"}
+    for players in results.values():
+        assert players["Viterbi parse"]["parsed"] == players["expert"]["parsed"] == 1.0
+        assert 0.0 < players["Viterbi parse"]["bracket_f1"] <= 1.0
+        assert players["random (masked)"]["parsed"] == players["random (masked)"]["bracket_f1"] == 0.0
