@@ -356,6 +356,7 @@ def check_sentences(
     sentences: Sequence[Sentence] | Sequence[TreeSentence],
     max_len: int,
     origins: Sequence[str] | None = None,
+    parse: bool = True,
 ) -> None:
     """
     Fail early on sentences the game cannot use, listing every bad one (up to :data:`MAX_REPORTED_ERRORS`): too
@@ -366,6 +367,8 @@ def check_sentences(
     :param max_len: most tokens a sentence may have
     :param origins: where each sentence comes from (default: the ``origins`` of a :class:`Located` list, else
         ``sentences[i]``)
+    :param parse: also parse each sentence (``False``: the cheap checks only; a sentence without a parse then fails
+        when it is first analysed)
     :raises GrammarError: naming each bad sentence, where it comes from, and how to fix it
     """
     if origins is None:
@@ -395,7 +398,8 @@ def check_sentences(
             try:
                 if tree is not None:
                     tree_nodes(tree, ruleset)
-                oracle.analyze(tokens)
+                if parse:
+                    oracle.analyze(tokens)
             except GrammarError as error:
                 problem = str(error)
         if problem is not None:

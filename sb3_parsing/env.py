@@ -30,6 +30,9 @@ from sb3_parsing.trees import tree_nodes, tree_string
 __all__ = ["MASK_MODES", "LinguisticParseEnv", "load_grammar"]
 
 MASK_MODES = ("history", "oracle")
+# A corpus of up to this many sentences is parsed when the env is made (a sentence without a parse fails at once);
+# a larger one is parsed as its sentences are first drawn, once per process (or read from an ``analyses`` file).
+PARSED_UP_FRONT = 1000
 
 
 def load_grammar(grammar: str | Path | RuleSet) -> RuleSet:
@@ -183,18 +186,21 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         if analyses is not None:
             self.oracle.load_analyses(analyses)
         pool: list[tuple[str, ...]] | list[TreeSentence]
+        origins: dict[tuple[str, ...], str] = {}
         if sentences is None:
             sample = sample_trees if target == "tree" else sample_sentences
             pool = sample(self.ruleset, n_sentences, min_len, max_len, max_depth, seed=corpus_seed)  # type: ignore[assignment]
         else:
             pool = load_trees(sentences) if target == "tree" else load_sentences(sentences)
-            check_sentences(self.oracle, pool, max_len)
+            check_sentences(self.oracle, pool, max_len, parse=len(pool) <= PARSED_UP_FRONT)
+            origins = dict(zip((s.tokens if isinstance(s, TreeSentence) else s for s in pool), pool.origins, strict=True))
         kept = split_sentences(pool, split, test_fraction)  # type: ignore[type-var]
         #: the sentences of the split, as token tuples
         self.sentences: list[tuple[str, ...]] = [s.tokens if isinstance(s, TreeSentence) else s for s in kept]
         #: with ``target="tree"``, the tree of each sentence (bracketed), else ``None``
         self.trees: list[str] | None = [tree_string(s.tree) for s in kept] if target == "tree" else None  # type: ignore[union-attr]
         self._targets: dict[str, Target] = {}
+        self._origins = origins  # where each given sentence was read, for the errors of sentences parsed late
 
         self.split = split
         self.obs_len = obs_len
@@ -270,7 +276,7 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         else:
             index = int(self.np_random.integers(len(self.sentences)))
             tokens, tree = self.sentences[index], None if self.trees is None else self.trees[index]
-        analysis = self.oracle.analyze(tokens)
+        analysis = self._analyze(tokens)
         target = Target() if tree is None else self._target(tree)
         self._boards.reset_board(self._board, analysis, [self._text_column[t] for t in tokens], target)
         self._sentence_info = {
@@ -282,6 +288,14 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self._started = True
         self._render_frame()
         return self._observation(), self.info()
+
+    def _analyze(self, tokens: tuple[str, ...]) -> SentenceAnalysis:
+        """The oracle's analysis of a sentence of the pool; a sentence without a parse is named with its origin."""
+        try:
+            return self.oracle.analyze(tokens)
+        except GrammarError as error:
+            origin = self._origins.get(tokens)
+            raise (GrammarError(f"{origin}: {error}") if origin else error) from None
 
     def _given_sentence(self, options: dict[str, Any]) -> tuple[tuple[str, ...], str | None]:
         """The sentence (and tree, with ``target="tree"``) that reset ``options`` name, checked."""

@@ -244,3 +244,17 @@ def test_human_render_prints_every_frame(capsys: pytest.CaptureFixture[str]) -> 
     quiet.reset(seed=0)
     with pytest.warns(UserWarning, match="without specifying any render mode"):
         assert quiet.render() is None
+
+
+def test_a_large_corpus_is_parsed_when_drawn_and_errors_name_the_line(tmp_path, monkeypatch) -> None:
+    import sb3_parsing.env as env_module
+
+    path = tmp_path / "corpus.txt"
+    path.write_text("John saw Mary\nMary saw John\nthe dog the\n")
+    with pytest.raises(GrammarError, match=r"corpus.txt line 3: .*'the dog the' has no complete parse"):
+        LinguisticParseEnv(sentences=path, max_len=5)  # a small corpus is parsed up front
+    monkeypatch.setattr(env_module, "PARSED_UP_FRONT", 2)
+    env = LinguisticParseEnv(sentences=path, max_len=5)  # past the limit: parsed when drawn
+    with pytest.raises(GrammarError, match=r"corpus.txt line 3: .*'the dog the' has no complete parse"):
+        for seed in range(50):
+            env.reset(seed=seed)
