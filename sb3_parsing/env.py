@@ -54,13 +54,13 @@ def load_grammar(grammar: str | Path | RuleSet) -> RuleSet:
 
 
 def _board_setting(name: str, convert: type) -> property:
-    """An env setting stored in its board's row of :class:`ParseBoards` (so each env of a VecEnv has its own)."""
+    """An env setting stored in its board's entry of :class:`ParseBoards` (so each env of a VecEnv has its own)."""
 
     def get(env: LinguisticParseEnv) -> Any:
-        return convert(getattr(env._boards, name)[env._board])
+        return getattr(env._boards, name)[env._board]
 
     def set_(env: LinguisticParseEnv, value: Any) -> None:
-        getattr(env._boards, name)[env._board] = value
+        getattr(env._boards, name)[env._board] = convert(value)
 
     return property(get, set_, doc=f"``{name}`` of this env's board.")
 
@@ -335,9 +335,9 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         boards, board = self._boards, self._board
         info = {
             **self._sentence_info,
-            "n_actions": int(boards.n_actions[board]),
-            "matched": bool(boards.matched[board]),
-            "is_success": bool(boards.is_success[board]),
+            "n_actions": boards.n_actions[board],
+            "matched": boards.matched[board],
+            "is_success": boards.is_success[board],
         }
         if info["is_success"]:
             info["parse"] = boards.parse(board)

@@ -10,7 +10,10 @@ rules by construction, as gymnax and Jumanji get a batched env from one step fun
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +44,9 @@ class ParseBoards:
     """
     N boards of the parsing game: the state that the single env and the batched env step.
 
-    Per-board settings are arrays, so each board can have its own (``VecEnv.set_attr`` with indices).
+    The matrices and masks are numpy arrays (observations, ``action_masks``); counters, flags and settings are Python
+    lists, which a step reads and writes several times per board (a list item costs a tenth of a numpy scalar).
+    Settings are per board, so that each env of a VecEnv can have its own (``VecEnv.set_attr`` with indices).
 
     :param n_boards: number of boards N
     :param obs_len: rows of the matrices
@@ -55,18 +60,28 @@ class ParseBoards:
         self.text = np.zeros((n_boards, obs_len, n_symbols), dtype=np.uint8)
         self.history = np.zeros((n_boards, obs_len, n_columns), dtype=np.uint8)
         self.mask = np.zeros((n_boards, obs_len * n_columns), dtype=bool)
-        self.n_actions = np.zeros(n_boards, dtype=np.int64)
-        self.matched = np.zeros(n_boards, dtype=bool)
-        self.is_success = np.zeros(n_boards, dtype=bool)
+        self.n_actions = [0] * n_boards
+        self.matched = [False] * n_boards
+        self.is_success = [False] * n_boards
         # Settings, per board
-        self.max_steps = np.ones(n_boards, dtype=np.int64)
-        self.success_reward = np.ones(n_boards)
-        self.step_penalty = np.zeros(n_boards)
-        self.constituent_bonus = np.zeros(n_boards)
-        self.oracle_mask = np.zeros(n_boards, dtype=bool)
+        self.max_steps = [1] * n_boards
+        self.success_reward = [1.0] * n_boards
+        self.step_penalty = [0.0] * n_boards
+        self.constituent_bonus = [0.0] * n_boards
+        self.oracle_mask = [False] * n_boards
         self.analyses: list[SentenceAnalysis | None] = [None] * n_boards
         self.derivations: list[Derivation | None] = [None] * n_boards
         self.targets: list[Target] = [ANY_PARSE] * n_boards
+        self._n_cells = [0] * n_boards  # cells of each board's sentence rows
+        self._useful: list[Sequence[int]] = [()] * n_boards  # sorted cells of winning trees (a memoryview)
+
+    # Memoryviews cannot be pickled: they travel as nothing and are made again from the analyses.
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_useful": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._useful = [() if a is None else memoryview(a.useful_cells) for a in self.analyses]
 
     @property
     def n_actions_per_board(self) -> int:
@@ -98,6 +113,8 @@ class ParseBoards:
         self.analyses[board] = analysis
         self.derivations[board] = Derivation(analysis)
         self.targets[board] = target
+        self._n_cells[board] = analysis.n_cells
+        self._useful[board] = memoryview(analysis.useful_cells)
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """
@@ -122,30 +139,29 @@ class ParseBoards:
             raise ValueError(f"action {cell} is outside the action space Discrete({self.mask.shape[1]})")
         if self.is_success[board]:
             raise RuntimeError("the episode is over (success): reset the env")
-        n_actions = int(self.n_actions[board]) + 1
-        self.n_actions[board] = n_actions
-        reward = -float(self.step_penalty[board])
+        n_actions = self.n_actions[board] = self.n_actions[board] + 1
+        reward = -self.step_penalty[board]
         matched = won = False
         history = self.history[board].reshape(-1)  # a view: setting a cell is one store
         # A padding row or a cell already set is a wasted attempt: nothing changes.
-        if cell < self.analyses[board].n_cells and not history[cell]:  # type: ignore[union-attr]
+        if cell < self._n_cells[board] and not history[cell]:
             history[cell] = 1
             self.mask[board, cell] = False
             derivation, target = self.derivations[board], self.targets[board]
             matched = derivation.set_cell(cell)  # type: ignore[union-attr]
             if target.tree is None:
                 won = derivation.is_won  # type: ignore[union-attr]
-                useful = matched and _contains(derivation.analysis.useful_cells, cell)  # type: ignore[union-attr]
+                useful = matched and _contains(self._useful[board], cell)
             else:
                 useful = cell in target.cells
                 won = useful and target.cells <= derivation.cells  # type: ignore[union-attr]
             if useful:
-                reward += float(self.constituent_bonus[board])
+                reward += self.constituent_bonus[board]
             if won:
-                reward += float(self.success_reward[board])
+                reward += self.success_reward[board]
                 self.is_success[board] = True
         self.matched[board] = matched
-        return reward, won, not won and n_actions >= int(self.max_steps[board])
+        return reward, won, not won and n_actions >= self.max_steps[board]
 
     # --- what a board knows -----------------------------------------------------------------
     def cells(self, board: int) -> set[int]:
@@ -182,7 +198,7 @@ class ParseBoards:
         return np.array(sorted(target.cells), dtype=np.int64)
 
 
-def _contains(sorted_array: np.ndarray, value: int) -> bool:
-    """Whether ``value`` is in ``sorted_array``."""
-    index = int(sorted_array.searchsorted(value))
-    return index < len(sorted_array) and int(sorted_array[index]) == value
+def _contains(sorted_values: Sequence[int], value: int) -> bool:
+    """Whether ``value`` is in ``sorted_values``."""
+    index = bisect_left(sorted_values, value)
+    return index < len(sorted_values) and sorted_values[index] == value
