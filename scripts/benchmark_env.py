@@ -170,6 +170,7 @@ def large_grammar(
     :param seed: seed of the grammar and of the sentences
     :param parses: keep only sentences with this many parses (low, high), as real test sentences have
     """
+    import gc
     import tracemalloc
 
     sys.path.insert(0, str(os.path.dirname(os.path.abspath(__file__))))
@@ -186,12 +187,9 @@ def large_grammar(
             analyses.append(oracle.analyze(tuple(sentence.split())))
             cold.append(time.process_time() - start)
         tracemalloc.start()
-        before = tracemalloc.get_traced_memory()[0]
-        env = LinguisticParseEnv(ruleset, sentences=sentences, max_len=length, columns=columns)
-        env.oracle.analyze.cache_clear()
-        for sentence in env.sentences:
-            env.oracle.analyze(sentence)
-        env_bytes = tracemalloc.get_traced_memory()[0] - before
+        env = LinguisticParseEnv(ruleset, sentences=sentences, max_len=length, columns=columns)  # analyses them all
+        gc.collect()
+        env_bytes = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
         resets, steps = [], []
         rng = np.random.default_rng(seed)
