@@ -130,9 +130,7 @@ class LinguisticParseVecEnv(VecEnv):
         self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
     ) -> list[Any]:
         if method_name in _STATEFUL_METHODS:
-            raise ValueError(
-                f"{method_name!r} changes an env: call the VecEnv's own {method_name}() instead of env_method"
-            )
+            raise ValueError(f"{method_name!r} changes an env: call the VecEnv's own {method_name}() instead of env_method")
         return [getattr(self.envs[i], method_name)(*method_args, **method_kwargs) for i in self._get_indices(indices)]
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
