@@ -396,7 +396,7 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             print(self._render_ansi())
 
     def render(self) -> str | np.ndarray | None:
-        """Draw the sentence and the two matrices (``"ansi"``: text, ``"rgb_array"``: an image, ``"human"``: printed)."""
+        """The frame: text (``"ansi"``) or an image (``"rgb_array"``); ``"human"`` prints at each reset and step instead."""
         if self.render_mode is None:
             gym.logger.warn(
                 "You are calling render method without specifying any render mode. "
@@ -406,11 +406,9 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self._check_started()
         if self.render_mode == "rgb_array":
             return self._render_rgb()
-        text = self._render_ansi()
         if self.render_mode == "human":
-            print(text)
-            return None
-        return text
+            return None  # human mode prints every frame from reset and step, as Gymnasium asks
+        return self._render_ansi()
 
     def _render_ansi(self) -> str:
         boards, board = self._boards, self._board

@@ -1,9 +1,9 @@
 """
-rl_zoo3 with MaskablePPO: ``python -m sb3_parsing.zoo train|enjoy|optimize [rl_zoo3 arguments]``.
+rl_zoo3 for the parsing game: ``python -m sb3_parsing.zoo train|enjoy|optimize|record_video|plot_train [arguments]``.
 
 Plain rl_zoo3 trains ``ppo`` and ``dqn`` on ``LinguisticParse-v0`` unmodified. For ``ppo_mask`` it lacks four
 things, which this module patches into rl_zoo3's own module globals, in this process only, before calling
-rl_zoo3's ``train()`` / ``enjoy()``:
+rl_zoo3's ``train()`` / ``enjoy()`` / ``record_video``:
 
 1. ``rl_zoo3.utils.ALGOS["ppo_mask"] = MaskablePPO``: train.py / enjoy.py build their ``--algo`` choices from
    this dict before they import ``--gym-packages``.
@@ -13,15 +13,26 @@ rl_zoo3's ``train()`` / ``enjoy()``:
 3. ``rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER["ppo_mask"]`` (and ``HYPERPARAMS_CONVERTER``): an Optuna sampler
    for MaskablePPO, :func:`sample_ppo_mask_params` (with the Transformer's size), so ``--optimize`` works
    (``--storage`` / ``--study-name`` for studies shared by several machines are rl_zoo3's own).
-4. In ``enjoy`` only, ``ppo_mask`` loads as :class:`_EnjoyMaskablePPO`, whose ``predict`` asks the env that
-   rl_zoo3's ``enjoy`` created for the action masks (``enjoy`` passes none).
+4. In ``enjoy`` and ``record_video``, ``ppo_mask`` loads as :class:`_EnjoyMaskablePPO`, whose ``predict`` asks the
+   env that rl_zoo3 created for the action masks (rl_zoo3 passes none).
 
-Defaults added when absent: ``--gym-packages sb3_parsing`` and ``--conf-file`` = the config shipped in the
-package for ``--algo`` (``sb3_parsing/zoo_configs/<algo>.yml``). ``optimize`` is ``train --optimize``.
+Defaults added when absent: ``--gym-packages sb3_parsing`` and, for ``train`` / ``optimize``, ``--conf-file`` = the
+config shipped in the package for ``--algo`` (``sb3_parsing/zoo_configs/<algo>.yml``; an algorithm without one is
+refused with a message saying how to pass a config). ``optimize`` is ``train --optimize``.
+
+``enjoy`` and ``record_video`` play the plain game on held-out sentences by default (:func:`plain_game_env_kwargs`):
+the training-only keys of the run's ``env_kwargs`` (reward shaping, sub-goals) are dropped and ``split="test"`` is
+set, unless ``--env-kwargs`` gives them. ``record_video`` is rl_zoo3's ``record_video`` script (which has no
+``--gym-packages`` of its own) with the run's config ``env_kwargs`` applied as ``enjoy`` applies them.
+``plot_train`` is rl_zoo3's ``plots.plot_train``, which only calls ``plt.show()``, with the figure saved to
+``--output`` (default ``plot_train.png``) instead: it works without a display.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import runpy
 import sys
 from collections.abc import Sequence
 from importlib import resources
@@ -47,10 +58,13 @@ __all__ = [
     "config_path",
     "main",
     "patch_rl_zoo3",
+    "plain_game_env_kwargs",
     "sample_ppo_mask_params",
 ]
 
-COMMANDS = ("train", "enjoy", "optimize")
+COMMANDS = ("train", "enjoy", "optimize", "record_video", "plot_train")
+# env_kwargs of the shipped configs that shape training only; enjoy and record_video drop them to play the plain game
+TRAINING_ONLY_ENV_KWARGS = ("constituent_bonus", "step_penalty", "subgoal_prob")
 
 
 def config_path(algo: str) -> Path:
@@ -58,11 +72,16 @@ def config_path(algo: str) -> Path:
     The hyperparameter file shipped in the package for ``algo`` (``ppo``, ``dqn`` or ``ppo_mask``).
 
     :param algo: rl_zoo3 algorithm name
+    :raises FileNotFoundError: no config ships for ``algo``; the message lists the shipped ones and how to pass one
     """
     path = Path(str(resources.files("sb3_parsing") / "zoo_configs" / f"{algo}.yml"))
     if not path.is_file():
         shipped = sorted(p.stem for p in path.parent.glob("*.yml"))
-        raise FileNotFoundError(f"no shipped zoo config for algo {algo!r} ({path}); shipped: {shipped}")
+        raise FileNotFoundError(
+            f"no zoo config ships for --algo {algo} (shipped: {', '.join(shipped)}). Pass your own with "
+            f"--conf-file my_{algo}.yml: a file with a 'LinguisticParse-v0:' entry, for instance a copy of "
+            f"{path.parent / 'ppo.yml'} keeping only the arguments {algo} accepts"
+        )
     return path
 
 
@@ -185,20 +204,52 @@ class _EnjoyMaskablePPO(MaskablePPO):
         return super().predict(observation, state, episode_start, deterministic, action_masks)
 
 
-def _create_test_env_keeping_masks(*args: Any, **kwargs: Any) -> VecEnv:
-    env = _original_create_test_env(*args, **kwargs)
-    _EnjoyMaskablePPO.mask_env = env
-    return env
+def plain_game_env_kwargs(env_kwargs: dict[str, Any], given: set[str]) -> dict[str, Any]:
+    """
+    The env_kwargs that ``enjoy`` and ``record_video`` play with: a run's training ``env_kwargs`` without the
+    training-only keys (:data:`TRAINING_ONLY_ENV_KWARGS`: shaping, sub-goals) and with ``split="test"`` (the held-out
+    sentences), except for the keys given on the command line (``given``), which stay as given. A run trained on the
+    user's own ``sentences`` without a ``split`` has no held-out part: its sentences are played as they are.
+
+    :param env_kwargs: the run's env_kwargs, merged with the command line's
+    :param given: the keys given by ``--env-kwargs``
+    """
+    kwargs = {key: value for key, value in env_kwargs.items() if key in given or key not in TRAINING_ONLY_ENV_KWARGS}
+    if "split" not in kwargs and "sentences" not in kwargs:
+        kwargs["split"] = "test"
+    return kwargs
 
 
-_original_create_test_env = rl_zoo3.enjoy.create_test_env
+def _make_create_test_env(given: set[str]) -> Any:
+    """rl_zoo3's ``create_test_env`` playing the plain game (:func:`plain_game_env_kwargs`) and keeping the env for masks."""
+
+    def create_test_env(env_id: str, **kwargs: Any) -> VecEnv:
+        # enjoy has moved the config's env_kwargs into env_kwargs; record_video leaves them in hyperparams
+        merged = {**(kwargs["hyperparams"].pop("env_kwargs", None) or {}), **(kwargs.get("env_kwargs") or {})}
+        kwargs["env_kwargs"] = plain_game_env_kwargs(merged, given)
+        dropped = sorted(set(merged) - set(kwargs["env_kwargs"]))
+        print(
+            f"sb3_parsing.zoo: playing with env_kwargs={kwargs['env_kwargs']}"
+            + (f" (training-only {dropped} dropped)" if dropped else "")
+            + "; --env-kwargs overrides"
+        )
+        env = _original_create_test_env(env_id, **kwargs)
+        _EnjoyMaskablePPO.mask_env = env
+        return env
+
+    return create_test_env
 
 
-def patch_rl_zoo3(enjoy: bool = False) -> None:
+_original_create_test_env = rl_zoo3.utils.create_test_env
+
+
+def patch_rl_zoo3(enjoy: bool = False, given_env_kwargs: set[str] | None = None) -> None:
     """
     Add ``ppo_mask`` to rl_zoo3 in this process (idempotent); see the module docstring.
 
-    :param enjoy: load ``ppo_mask`` models with masks taken from the env ``enjoy`` creates
+    :param enjoy: for ``enjoy`` / ``record_video``: load ``ppo_mask`` models with masks taken from the env rl_zoo3
+        creates, and play the plain game on held-out sentences (:func:`plain_game_env_kwargs`)
+    :param given_env_kwargs: with ``enjoy``, the keys the command line's ``--env-kwargs`` gives, which stay as given
     """
     rl_zoo3.utils.ALGOS["ppo_mask"] = _EnjoyMaskablePPO if enjoy else MaskablePPO
     rl_zoo3.exp_manager.EvalCallback = MaskAwareEvalCallback  # type: ignore[misc]
@@ -206,7 +257,10 @@ def patch_rl_zoo3(enjoy: bool = False) -> None:
     rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER["ppo_mask"] = sample_ppo_mask_params
     rl_zoo3.hyperparams_opt.HYPERPARAMS_CONVERTER["ppo_mask"] = rl_zoo3.hyperparams_opt.convert_onpolicy_params
     if enjoy:
-        rl_zoo3.enjoy.create_test_env = _create_test_env_keeping_masks  # type: ignore[attr-defined]
+        create_test_env = _make_create_test_env(given_env_kwargs or set())
+        # enjoy.py imported the name already; record_video.py, run later, imports it from rl_zoo3.utils
+        rl_zoo3.enjoy.create_test_env = create_test_env  # type: ignore[attr-defined]
+        rl_zoo3.utils.create_test_env = create_test_env
 
 
 def _option(args: Sequence[str], *names: str) -> str | None:
@@ -220,21 +274,72 @@ def _option(args: Sequence[str], *names: str) -> str | None:
     return None
 
 
+def _env_kwargs_keys(args: Sequence[str]) -> set[str]:
+    """The keys of ``--env-kwargs key:value ...`` in ``args``, read as rl_zoo3 reads them."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--env-kwargs", nargs="+", default=[])
+    known, _ = parser.parse_known_args(args)
+    return {item.split(":")[0] for item in known.env_kwargs}
+
+
 def _with_defaults(command: str, args: list[str]) -> list[str]:
-    """``args`` plus ``--gym-packages sb3_parsing`` and the shipped ``--conf-file`` when absent."""
+    """``args`` plus ``--gym-packages sb3_parsing`` and, for training, the shipped ``--conf-file`` when absent."""
     args = list(args)
+    if command == "plot_train":
+        return args
     if command == "optimize" and not {"-optimize", "--optimize-hyperparameters"} & set(args):
         args.append("--optimize-hyperparameters")
     if _option(args, "--gym-packages") is None:
         args += ["--gym-packages", "sb3_parsing"]
-    if command != "enjoy" and _option(args, "-conf", "--conf-file") is None:
-        args += ["--conf-file", str(config_path(_option(args, "--algo") or "ppo"))]
+    if command in ("train", "optimize") and _option(args, "-conf", "--conf-file") is None:
+        try:
+            args += ["--conf-file", str(config_path(_option(args, "--algo") or "ppo"))]
+        except FileNotFoundError as error:
+            raise SystemExit(f"python -m sb3_parsing.zoo {command}: {error}") from None
     return args
+
+
+def _record_video(args: list[str]) -> None:
+    """rl_zoo3's ``record_video`` script, after importing the ``--gym-packages`` it does not accept."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--gym-packages", nargs="+", default=[])
+    known, rest = parser.parse_known_args(args)
+    for package in known.gym_packages:
+        importlib.import_module(package)
+    sys.argv = [sys.argv[0], *rest]
+    runpy.run_module("rl_zoo3.record_video", run_name="__main__")
+
+
+def _plot_train(args: list[str]) -> None:
+    """rl_zoo3's ``plot_train`` with the figure written to ``--output`` instead of shown."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("-o", "--output", type=Path, default=Path("plot_train.png"))
+    known, rest = parser.parse_known_args(args)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    # the module, not the function of the same name that rl_zoo3.plots exports
+    plot_train = importlib.import_module("rl_zoo3.plots.plot_train")
+
+    def save() -> None:
+        figure = plot_train.plt.gcf()
+        if not any(axes.lines for axes in figure.axes):
+            raise SystemExit(
+                "python -m sb3_parsing.zoo plot_train: no curve to draw: no run folder under -f for this --algo / --env "
+                "has a Monitor file with at least --episode-window (-w, default 100) episodes; lower -w or train longer"
+            )
+        known.output.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(known.output, dpi=120)
+        print(f"wrote {known.output}")
+
+    plot_train.plt.show = save
+    sys.argv = [sys.argv[0], *rest]
+    plot_train.plot_train()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """
-    ``python -m sb3_parsing.zoo train|enjoy|optimize [rl_zoo3 arguments]``.
+    ``python -m sb3_parsing.zoo train|enjoy|optimize|record_video|plot_train [rl_zoo3 arguments]``.
 
     :param argv: the arguments after the program name (default ``sys.argv[1:]``)
     """
@@ -242,13 +347,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not argv or argv[0] not in COMMANDS:
         raise SystemExit(f"usage: python -m sb3_parsing.zoo {{{','.join(COMMANDS)}}} [rl_zoo3 arguments]")
     command, args = argv[0], _with_defaults(argv[0], argv[1:])
-    patch_rl_zoo3(enjoy=command == "enjoy")
-    program = f"python -m sb3_parsing.zoo {command}"
+    plays = command in ("enjoy", "record_video")
+    patch_rl_zoo3(enjoy=plays, given_env_kwargs=_env_kwargs_keys(args) if plays else None)
     saved_argv = sys.argv
-    sys.argv = [program, *args]
+    sys.argv = [f"python -m sb3_parsing.zoo {command}", *args]
     try:
         if command == "enjoy":
             rl_zoo3.enjoy.enjoy()
+        elif command == "record_video":
+            _record_video(args)
+        elif command == "plot_train":
+            _plot_train(args)
         else:
             rl_zoo3.train.train()
     finally:

@@ -11,17 +11,18 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3.common.env_util import make_vec_env
 
 import sb3_parsing  # noqa: F401  (registers LinguisticParse-v0)
-from quickstart import MASKABLE_PPO_KWARGS, SHAPING  # scripts/ is on sys.path when a script in it runs
+
+# scripts/ is on sys.path when a script in it runs
+from quickstart import MASKABLE_PPO_KWARGS, N_ENVS, SHAPING, TRANSFORMER_KWARGS
 from sb3_parsing.evaluation import ModelPlayer, evaluate_player
 from sb3_parsing.extractors import TokenTransformerExtractor
 from sb3_parsing.policies import MaskableTokenPolicy
 
-TRANSFORMER = dict(embed_dim=64, n_layers=1, n_heads=4, ff_dim=128)
 POLICIES: dict[str, tuple[Any, dict[str, Any]]] = {
-    "MaskableTokenPolicy (per-row head)": (MaskableTokenPolicy, dict(features_extractor_kwargs=TRANSFORMER)),
+    "MaskableTokenPolicy (per-row head)": (MaskableTokenPolicy, dict(features_extractor_kwargs=TRANSFORMER_KWARGS)),
     "MultiInputPolicy + pooled Transformer": (
         "MultiInputPolicy",
-        dict(features_extractor_class=TokenTransformerExtractor, features_extractor_kwargs=TRANSFORMER, net_arch=[256]),
+        dict(features_extractor_class=TokenTransformerExtractor, features_extractor_kwargs=TRANSFORMER_KWARGS, net_arch=[256]),
     ),
     "MultiInputPolicy (flattened matrices)": ("MultiInputPolicy", dict(net_arch=[256, 256])),
 }
@@ -40,7 +41,7 @@ def main() -> None:
     sentences = test_env.unwrapped.sentences[: args.sentences]
     rows = []
     for name, (policy, policy_kwargs) in POLICIES.items():
-        env = make_vec_env("LinguisticParse-v0", n_envs=8, seed=args.seed, env_kwargs=SHAPING)
+        env = make_vec_env("LinguisticParse-v0", n_envs=N_ENVS, seed=args.seed, env_kwargs=SHAPING)
         model = MaskablePPO(policy, env, **MASKABLE_PPO_KWARGS, policy_kwargs=policy_kwargs, seed=args.seed)
         start = time.perf_counter()
         model.learn(args.steps)

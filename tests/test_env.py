@@ -240,6 +240,7 @@ def test_human_render_prints_every_frame(capsys: pytest.CaptureFixture[str]) -> 
     assert info["sentence"] in capsys.readouterr().out
     env.step(env.expert_action())
     assert info["sentence"] in capsys.readouterr().out
+    assert env.render() is None and capsys.readouterr().out == "", "render() in human mode prints nothing more"
     quiet = LinguisticParseEnv()
     quiet.reset(seed=0)
     with pytest.warns(UserWarning, match="without specifying any render mode"):

@@ -48,4 +48,5 @@ def test_quickstart_script_trains_and_reports_held_out_success() -> None:
         [sys.executable, str(script), "--steps", "256", "--sentences", "5"], capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Training MaskablePPO"), "the quick start says what it does before training"
     assert "agent: held-out parse success" in result.stdout
