@@ -7,7 +7,7 @@ from gymnasium import register
 from sb3_parsing.grammar import GrammarError, Rule, RuleSet, available_grammars
 from sb3_parsing.oracle import Derivation, Oracle, SentenceAnalysis, shared_oracle
 from sb3_parsing.env import LinguisticParseEnv
-from sb3_parsing.wrappers import ParseGoalWrapper, make_goal_env
+from sb3_parsing.wrappers import LinguisticParseGoalEnv, make_goal_env
 
 __version__ = "0.1.0"
 
@@ -15,8 +15,8 @@ __all__ = [
     "Derivation",
     "GrammarError",
     "LinguisticParseEnv",
+    "LinguisticParseGoalEnv",
     "Oracle",
-    "ParseGoalWrapper",
     "Rule",
     "RuleSet",
     "SentenceAnalysis",

@@ -1,113 +1,141 @@
-"""The hindsight goal wrapper: the parsing game as a goal-conditioned env for SB3's ``HerReplayBuffer``."""
+"""The parsing game as a goal-conditioned env: constituent goals for SB3's ``HerReplayBuffer``."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, SupportsFloat
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 from sb3_parsing.env import LinguisticParseEnv
 
-__all__ = ["ParseGoalWrapper", "make_goal_env"]
+__all__ = ["LinguisticParseGoalEnv", "constituents_of", "encode_constituents", "make_goal_env"]
+
+# A constituent: (start, end, label index), a label over the tokens [start, end).
+Constituent = tuple[int, int, int]
 
 
-class ParseGoalWrapper(gym.Wrapper[dict[str, Any], np.int64, dict[str, np.ndarray], np.int64]):
+def encode_constituents(constituents: Iterable[Constituent], obs_len: int, n_labels: int) -> np.ndarray:
     """
-    Turn :class:`~sb3_parsing.env.LinguisticParseEnv` into a goal-conditioned env (Gymnasium-Robotics' multi-goal API),
-    so that SB3's ``HerReplayBuffer`` can relabel failed episodes with the sub-phrases they did parse.
+    The goal array of a set of constituents: ``goal[start, label * obs_len + (end - start - 1)] = 1``.
+
+    Row ``m`` lists the constituents that start at token ``m``, one bit per (label, length): viewed as
+    ``goal.reshape(obs_len, n_labels, obs_len)``, the bit ``[start, label, length - 1]``.
+
+    :param constituents: ``(start, end, label)`` triples, ``0 <= start < end <= obs_len``
+    :param obs_len: rows of the observation
+    :param n_labels: labels of the grammar
+    :return: a uint8 array of shape ``(obs_len, n_labels * obs_len)``
+    """
+    goal = np.zeros((obs_len, n_labels * obs_len), dtype=np.uint8)
+    _add_constituents(goal, constituents)
+    return goal
+
+
+def _goal_reward(achieved: np.ndarray, desired: np.ndarray) -> np.ndarray:
+    """0 where every desired bit is achieved, else -1, over the last two axes (float32)."""
+    return np.all(achieved >= desired, axis=(-2, -1)).astype(np.float32) - np.float32(1.0)
+
+
+def _add_constituents(goal: np.ndarray, constituents: Iterable[Constituent]) -> None:
+    obs_len = goal.shape[0]
+    for start, end, label in constituents:
+        goal[start, label * obs_len + end - start - 1] = 1
+
+
+def constituents_of(goal: np.ndarray) -> list[Constituent]:
+    """
+    The constituents a goal array holds, the inverse of :func:`encode_constituents`.
+
+    :param goal: an array of shape ``(obs_len, n_labels * obs_len)``
+    :return: ``(start, end, label)`` triples, sorted
+    """
+    obs_len = goal.shape[0]
+    starts, labels, lengths = np.nonzero(goal.reshape(obs_len, -1, obs_len))
+    return sorted((int(s), int(s + n + 1), int(k)) for s, k, n in zip(starts, labels, lengths, strict=True))
+
+
+class LinguisticParseGoalEnv(LinguisticParseEnv):
+    """
+    ## Description
+    The parsing game of :class:`~sb3_parsing.env.LinguisticParseEnv` as a goal-conditioned env (Gymnasium-Robotics'
+    multi-goal API), so that SB3's ``HerReplayBuffer`` relabels failed episodes with the constituents they did derive.
+    A **goal is a set of constituents** ``(start, end, label)``: the real desired goal is the root alone, a goal
+    label over the whole sentence ``(0, n, S)``; it names what to derive, never how.
 
     ## Observation Space
-    The wrapped env's ``text`` and ``history``, plus ``achieved_goal`` and ``desired_goal``, both
-    ``Box(0, 1, (obs_len, n_labels + 1), uint8)``:
+    The game's ``text`` and ``history``, plus ``achieved_goal`` and ``desired_goal``, both
+    ``Box(0, 1, (obs_len, n_labels * obs_len), uint8)`` in the layout of :func:`encode_constituents`: row ``m`` holds
+    one bit per (label, length) of the constituents that start at token ``m``, so the token extractors read both goals
+    as part of each token's row ``[T_m | H_m | goals_m]``. Rows past the sentence's end are zero.
 
-    - ``achieved_goal[m, k] = 1`` when the history holds a complete derivation of a constituent with label ``k``
-      (index in ``ruleset.labels``) starting at position ``m``;
-    - ``achieved_goal[0, -1] = 1`` when the wrapped env reports success (``info["is_success"]``: the history
-      covers a gold cell set, i.e. a complete parse of the whole sentence);
-    - ``desired_goal`` is that root cell only, ``[0, -1] = 1``: the goal never reveals the parse.
+    - ``achieved_goal``: every constituent whose whole derivation is in the history
+      (``analysis.derived_constituents``); it only grows during an episode.
+    - ``desired_goal``: the root constituent. On a sentence that several goal labels span (``%start S Q``), it is
+      the first of them in ``ruleset.start``'s order (the episode still ends, as in the game, on any complete parse).
 
-    Rows past the sentence's end are zero in both goals, as in ``text`` and ``history``.
+    Memory: a replay buffer stores both goals of the observation and of the next one, ``4 * obs_len**2 * n_labels``
+    bytes per transition (5.8 kB for the English grammar at ``obs_len=12``, 1.2 GB for 200k transitions).
 
     ## Rewards
-    ``compute_reward(achieved_goal, desired_goal, info)``: ``0.0`` where every desired cell is achieved
-    (``achieved_goal >= desired_goal`` everywhere), else ``-1.0`` (the SB3 / robotics convention). The reward
-    that :meth:`step` returns *is* ``compute_reward`` of the new observation's goals, so the wrapped env's own
-    reward (``success_reward``, ``step_penalty``, ``constituent_bonus``) is not used.
+    ``compute_reward(achieved_goal, desired_goal, info)``: ``0.0`` where every desired constituent is achieved, else
+    ``-1.0`` (SB3's convention), vectorized over leading batch dimensions. The reward that :meth:`step` returns *is*
+    ``compute_reward`` of the new observation's goals; the game's own rewards (``success_reward``, ``step_penalty``,
+    ``constituent_bonus``) are not used.
 
-    ## Episode End
-    The wrapped env's: terminated on success, truncated after ``max_steps`` actions. ``info`` is the wrapped
-    env's (it holds ``is_success``).
+    ## Episode End, Info, masks
+    The game's: terminated on success, truncated after ``max_steps`` actions; the game's ``info``;
+    ``action_masks()`` and ``expert_action()`` as in the game.
 
-    ``action_masks()`` (for MaskablePPO) and ``expert_action()`` pass through to the wrapped env.
+    ## Registered Configurations
+    ``LinguisticParseGoal-v0``: the keyword arguments of ``LinguisticParse-v0``.
 
-    ## Sub-goal curriculum (training only)
-    With ``subgoal_prob > 0``, each episode's ``desired_goal`` is, with that probability, one cell ``[m, k]``
-    instead of the root: a phrase with label ``k`` starting at ``m`` that the chart holds, drawn uniformly among the
-    sentence's distinct ones spanning two tokens or more (single words are learnt anyway: every relabeled goal holds
-    them). Like the root, a single cell names what to derive, not how; a short phrase takes a few actions, a clause
-    many, so the goals make a curriculum that ends at the root. The episode is truncated (not terminated: the game
-    goes on) once the sub-goal is achieved. Evaluate with the default ``subgoal_prob=0``, the real game.
-
-    :param env: a :class:`~sb3_parsing.env.LinguisticParseEnv`, possibly already wrapped
-    :param subgoal_prob: probability that an episode's goal is a sub-phrase instead of the whole parse
+    :param kwargs: keyword arguments of :class:`~sb3_parsing.env.LinguisticParseEnv`
     """
 
-    def __init__(self, env: gym.Env, subgoal_prob: float = 0.0) -> None:
-        if not 0.0 <= subgoal_prob <= 1.0:
-            raise ValueError(f"subgoal_prob is a probability in [0, 1], got {subgoal_prob}")
-        super().__init__(env)
-        base = env.unwrapped
-        if not isinstance(base, LinguisticParseEnv):
-            raise TypeError(f"ParseGoalWrapper wraps a LinguisticParseEnv (possibly wrapped), got {type(base).__name__}")
-        if not isinstance(env.observation_space, spaces.Dict):
-            raise TypeError(f"ParseGoalWrapper needs the env's Dict observation space, got {env.observation_space}")
-        self._base = base
-        self.n_labels = base.ruleset.n_labels
-        goal_shape = (base.obs_len, self.n_labels + 1)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.n_labels = self.ruleset.n_labels
+        goal_shape = (self.obs_len, self.n_labels * self.obs_len)
         goal_space = spaces.Box(0, 1, goal_shape, dtype=np.uint8)
-        self.observation_space = spaces.Dict(
-            {**env.observation_space.spaces, "achieved_goal": goal_space, "desired_goal": goal_space}
+        game_spaces = self.observation_space.spaces  # type: ignore[attr-defined]
+        self.observation_space = spaces.Dict(  # type: ignore[assignment]
+            {**game_spaces, "achieved_goal": goal_space, "desired_goal": goal_space}
         )
-        self.subgoal_prob = subgoal_prob
-        self._root_goal = np.zeros(goal_shape, dtype=np.uint8)
-        self._root_goal[0, -1] = 1
-        self._desired_goal = self._root_goal
+        label_index = {label: i for i, label in enumerate(self.ruleset.labels)}
+        self._goal_labels = [label_index[label] for label in self.ruleset.start]
         self._achieved_goal = np.zeros(goal_shape, dtype=np.uint8)
+        self._desired_goal = np.zeros(goal_shape, dtype=np.uint8)
         self._n_set_cells = 0
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """
-        Reset the wrapped env; nothing is achieved yet.
+        Start an episode on a new sentence; nothing is achieved yet, the desired goal is its root.
 
-        :param seed: passed to the wrapped env
-        :param options: passed to the wrapped env (e.g. ``{"sentence": "..."}``)
+        :param seed: seeds ``self.np_random`` (the same seed gives the same sentences)
+        :param options: ``{"sentence": "..."}`` parses that sentence instead of drawing one
         """
-        obs, info = self.env.reset(seed=seed, options=options)
-        # No draw at subgoal_prob=0: the sentences then come exactly as in the wrapped env alone.
-        use_subgoal = self.subgoal_prob > 0 and self._base.np_random.random() < self.subgoal_prob
-        self._desired_goal = self._subgoal() if use_subgoal else self._root_goal
+        obs, info = super().reset(seed=seed, options=options)
+        self._desired_goal = encode_constituents([self.root_constituent()], self.obs_len, self.n_labels)
         self._achieved_goal.fill(0)
         self._n_set_cells = 0
-        self._update_achieved_goal(obs["history"], bool(info["is_success"]))
-        return self._observation(obs), info
+        self._update_achieved_goal(obs["history"])
+        return self._goal_observation(obs), info
 
-    def step(self, action: np.int64) -> tuple[dict[str, np.ndarray], SupportsFloat, bool, bool, dict[str, Any]]:
+    def step(self, action: np.int64 | int) -> tuple[dict[str, np.ndarray], SupportsFloat, bool, bool, dict[str, Any]]:
         """
-        Step the wrapped env; the reward is ``compute_reward`` of the new goals.
+        Set cell ``action`` of the history matrix; the reward is ``compute_reward`` of the new goals.
 
-        :param action: ``m * n_columns + n``, as in the wrapped env
+        :param action: ``m * n_columns + n``
         """
-        obs, _, terminated, truncated, info = self.env.step(action)
-        self._update_achieved_goal(obs["history"], bool(info["is_success"]))
-        goal_obs = self._observation(obs)
-        reward = float(self.compute_reward(goal_obs["achieved_goal"], goal_obs["desired_goal"], info))
-        if reward == 0.0 and self._desired_goal is not self._root_goal:
-            truncated = True  # the sub-goal is reached: a new episode, as after a time limit
+        obs, _, terminated, truncated, info = super().step(action)
+        self._update_achieved_goal(obs["history"])
+        goal_obs = self._goal_observation(obs)
+        # the same function as compute_reward's, not a call to it: so SB3's check_env notices a compute_reward that disagrees
+        reward = float(_goal_reward(goal_obs["achieved_goal"], goal_obs["desired_goal"]))
         return goal_obs, reward, terminated, truncated, info
 
     def compute_reward(
@@ -117,62 +145,46 @@ class ParseGoalWrapper(gym.Wrapper[dict[str, Any], np.int64, dict[str, np.ndarra
         info: dict[str, Any] | Sequence[dict[str, Any]] | np.ndarray | None,
     ) -> np.ndarray | float:
         """
-        Reward for reaching ``desired_goal`` when ``achieved_goal`` is achieved: ``0.0`` where every desired cell
-        is achieved, else ``-1.0``. Vectorized over any leading batch dimensions (goals broadcast against each other).
+        Reward for reaching ``desired_goal`` when ``achieved_goal`` is achieved: ``0.0`` where every desired
+        constituent is achieved, else ``-1.0``. Vectorized over any leading batch dimensions (goals broadcast).
 
-        :param achieved_goal: achieved goals, shape ``(*batch, obs_len, n_labels + 1)``
-        :param desired_goal: desired goals, shape ``(*batch, obs_len, n_labels + 1)``
-        :param info: an info dict, or a list / array of them for a batch (unused: the goals say everything)
+        :param achieved_goal: achieved goals, shape ``(*batch, obs_len, n_labels * obs_len)``
+        :param desired_goal: desired goals, shape ``(*batch, obs_len, n_labels * obs_len)``
+        :param info: an info dict, or a list / array of them for a batch (unused: the goals say everything, so
+            ``HerReplayBuffer``'s empty infos with ``copy_info_dict=False`` are fine)
         :return: a float for a single goal, a float32 array of shape ``batch`` for a batch
         """
         achieved, desired = np.asarray(achieved_goal), np.asarray(desired_goal)
         if achieved.ndim < 2 or desired.ndim < 2:
-            raise ValueError(f"goals have shape (*batch, obs_len, n_labels + 1), got {achieved.shape} and {desired.shape}")
-        reached = np.all(achieved >= desired, axis=(-2, -1))
-        reward = reached.astype(np.float32) - np.float32(1.0)
+            raise ValueError(
+                f"goals have shape (*batch, obs_len, n_labels * obs_len), got {achieved.shape} and {desired.shape}"
+            )
+        reward = _goal_reward(achieved, desired)
         return float(reward) if reward.ndim == 0 else reward
 
-    def action_masks(self) -> np.ndarray:
-        """The wrapped env's action mask (for MaskablePPO)."""
-        return self.env.get_wrapper_attr("action_masks")()
+    def root_constituent(self) -> Constituent:
+        """The real goal of the current sentence: ``(0, n, label)``, the first goal label that spans it."""
+        analysis = self.analysis
+        n = len(analysis.tokens)
+        every_cell = set(range(analysis.n_cells))  # with every cell set, every constituent of the chart is derived
+        spanning = {label for start, end, label in analysis.derived_constituents(every_cell) if (start, end) == (0, n)}
+        return 0, n, next(label for label in self._goal_labels if label in spanning)
 
-    def expert_action(self) -> int:
-        """The wrapped env's expert action: the next action of a shortest winning completion."""
-        return self.env.get_wrapper_attr("expert_action")()
-
-    def _subgoal(self) -> np.ndarray:
-        """
-        A desired goal of one cell: a phrase of two tokens or more in the chart, drawn among the distinct
-        ``(start, label)``; the root cell when the sentence has none (a one-token sentence).
-        """
-        analysis = self._base.analysis
-        spans = analysis.derived_constituents(analysis.constituent_cells)  # every cell set: every constituent derived
-        cells = sorted({(start, label) for start, end, label in spans if end - start >= 2})
-        if not cells:
-            return self._root_goal
-        start, label = cells[int(self._base.np_random.integers(len(cells)))]
-        goal = np.zeros_like(self._root_goal)
-        goal[start, label] = 1
-        return goal
-
-    def _update_achieved_goal(self, history: np.ndarray, is_success: bool) -> None:
+    def _update_achieved_goal(self, history: np.ndarray) -> None:
         cells = np.flatnonzero(history)
         # Cells are only ever added during an episode: the same count is the same history, so nothing new is derived.
         if len(cells) != self._n_set_cells:
             self._n_set_cells = len(cells)
-            for start, _, label in self._base.analysis.derived_constituents(set(cells.tolist())):
-                self._achieved_goal[start, label] = 1
-        self._achieved_goal[0, -1] = is_success
+            _add_constituents(self._achieved_goal, self.analysis.derived_constituents(set(cells.tolist())))
 
-    def _observation(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _goal_observation(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {**obs, "achieved_goal": self._achieved_goal.copy(), "desired_goal": self._desired_goal.copy()}
 
 
-def make_goal_env(subgoal_prob: float = 0.0, **kwargs: Any) -> ParseGoalWrapper:
+def make_goal_env(**kwargs: Any) -> LinguisticParseGoalEnv:
     """
-    Entry point of ``LinguisticParseGoal-v0``: a :class:`~sb3_parsing.env.LinguisticParseEnv` in a :class:`ParseGoalWrapper`.
+    Entry point of ``LinguisticParseGoal-v0``.
 
-    :param subgoal_prob: the wrapper's sub-goal curriculum (training only; 0, the default, is the real game)
     :param kwargs: keyword arguments of :class:`~sb3_parsing.env.LinguisticParseEnv`
     """
-    return ParseGoalWrapper(LinguisticParseEnv(**kwargs), subgoal_prob=subgoal_prob)
+    return LinguisticParseGoalEnv(**kwargs)

@@ -21,7 +21,7 @@ config shipped in the package for ``--algo`` (``sb3_parsing/zoo_configs/<algo>.y
 refused with a message saying how to pass a config). ``optimize`` is ``train --optimize``.
 
 ``enjoy`` and ``record_video`` play the plain game on held-out sentences by default (:func:`plain_game_env_kwargs`):
-the training-only keys of the run's ``env_kwargs`` (reward shaping, sub-goals) are dropped and ``split="test"`` is
+the training-only keys of the run's ``env_kwargs`` (reward shaping) are dropped and ``split="test"`` is
 set, unless ``--env-kwargs`` gives them. ``record_video`` is rl_zoo3's ``record_video`` script (which has no
 ``--gym-packages`` of its own) with the run's config ``env_kwargs`` applied as ``enjoy`` applies them.
 ``plot_train`` is rl_zoo3's ``plots.plot_train``, which only calls ``plt.show()``, with the figure saved to
@@ -64,7 +64,7 @@ __all__ = [
 
 COMMANDS = ("train", "enjoy", "optimize", "record_video", "plot_train")
 # env_kwargs of the shipped configs that shape training only; enjoy and record_video drop them to play the plain game
-TRAINING_ONLY_ENV_KWARGS = ("constituent_bonus", "step_penalty", "subgoal_prob")
+TRAINING_ONLY_ENV_KWARGS = ("constituent_bonus", "step_penalty")
 
 
 def config_path(algo: str) -> Path:
@@ -207,7 +207,7 @@ class _EnjoyMaskablePPO(MaskablePPO):
 def plain_game_env_kwargs(env_kwargs: dict[str, Any], given: set[str]) -> dict[str, Any]:
     """
     The env_kwargs that ``enjoy`` and ``record_video`` play with: a run's training ``env_kwargs`` without the
-    training-only keys (:data:`TRAINING_ONLY_ENV_KWARGS`: shaping, sub-goals) and with ``split="test"`` (the held-out
+    training-only keys (:data:`TRAINING_ONLY_ENV_KWARGS`: shaping) and with ``split="test"`` (the held-out
     sentences), except for the keys given on the command line (``given``), which stay as given. A run trained on the
     user's own ``sentences`` without a ``split`` has no held-out part: its sentences are played as they are.
 

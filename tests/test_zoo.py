@@ -232,7 +232,7 @@ def test_a2c_trains_with_a_users_config_and_token_policy(tmp_path):
 
 
 def test_plain_game_env_kwargs():
-    trained = {"grammar": "english", "constituent_bonus": 0.1, "step_penalty": 0.1, "subgoal_prob": 0.5}
+    trained = {"grammar": "english", "constituent_bonus": 0.1, "step_penalty": 0.1}
     assert zoo.plain_game_env_kwargs(trained, given=set()) == {"grammar": "english", "split": "test"}
     given = {**trained, "split": "train"}
     assert zoo.plain_game_env_kwargs(given, given={"step_penalty", "split"}) == {
