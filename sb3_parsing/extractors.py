@@ -24,11 +24,12 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import TensorDict
 from torch import nn
+from torch.nn import functional as F
 
 __all__ = ["TokenConvExtractor", "TokenMLPExtractor", "TokenTransformerExtractor"]
 
 _POOLINGS = ("mean", "max", "mean_max", "tokens")
-_POSITIONAL_ENCODINGS = ("sinusoidal", "learned")
+_POSITIONAL_ENCODINGS = ("sinusoidal", "learned", "relative", "relative_keys")
 
 
 def _token_layout(observation_space: gym.Space) -> tuple[list[str], int, int]:
@@ -222,7 +223,19 @@ class TokenTransformerExtractor(_TokenExtractor):
     :param ff_dim: Width of the feed-forward block of each layer
     :param dropout: Dropout in the encoder layers; 0 by default because on-policy algorithms compare
         log-probabilities computed in rollout (eval) mode and in training mode
-    :param positional_encoding: "sinusoidal" (fixed) or "learned" (one trained vector per row)
+    :param positional_encoding: how word order reaches the attention: "sinusoidal" (fixed vectors added to the rows)
+        or "learned" (one trained vector per row), both absolute positions; or relative positions, no position
+        vectors but a term on the attention score of every pair of rows that is a function of their signed distance
+        clipped to ``max_distance``: "relative", a trained bias per head (as in T5, one table shared by the layers),
+        or "relative_keys", the query times a trained key vector per distance (as in Shaw et al. 2018, one table per
+        layer), which lets a query pick a precise neighbour and learns as fast as absolute positions do. Relative
+        positions make the features of a token depend on its neighbours, not on where the sentence puts it, so they
+        hold on sentences longer than any trained on, whose rows past the training length an absolute encoding has
+        never seen filled
+    :param max_distance: with relative positions, distances beyond this share one bias or key (each side); so that
+        every one is trained, keep it below the longest training sentence
+    :param mark_boundaries: add a trained vector to the first real row and another to the last: where the sentence
+        starts and ends, which relative positions do not say, whatever its length
     :param pooling: "mean", "max", "mean_max" (both, concatenated) over real rows only, or "tokens" (rows side by side)
     """
 
@@ -236,9 +249,11 @@ class TokenTransformerExtractor(_TokenExtractor):
         ff_dim: int = 128,
         dropout: float = 0.0,
         positional_encoding: str = "sinusoidal",
+        max_distance: int = 8,
+        mark_boundaries: bool = False,
         pooling: str = "mean_max",
     ) -> None:
-        _check_positive(n_layers=n_layers, n_heads=n_heads, ff_dim=ff_dim)
+        _check_positive(n_layers=n_layers, n_heads=n_heads, ff_dim=ff_dim, max_distance=max_distance)
         if embed_dim % n_heads != 0:
             raise ValueError(f"embed_dim ({embed_dim}) must be divisible by n_heads ({n_heads})")
         if not 0.0 <= dropout < 1.0:
@@ -247,15 +262,34 @@ class TokenTransformerExtractor(_TokenExtractor):
             raise ValueError(f"positional_encoding must be one of {_POSITIONAL_ENCODINGS}, got {positional_encoding!r}")
         super().__init__(observation_space, features_dim, embed_dim, pooling)
         self.embed = nn.Linear(self.token_dim, embed_dim)
-        if positional_encoding == "learned":
+        self.boundaries = nn.Parameter(0.02 * th.randn(2, embed_dim)) if mark_boundaries else None
+        self.relative = positional_encoding.startswith("relative")
+        self.relative_bias: nn.Embedding | None = None
+        if positional_encoding == "relative":
+            self.relative_bias = nn.Embedding(2 * max_distance + 1, n_heads)
+            nn.init.zeros_(self.relative_bias.weight)  # start from plain attention, learn what distance is worth
+        if self.relative:
+            rows = th.arange(self.n_rows)
+            distance = (rows.unsqueeze(0) - rows.unsqueeze(1)).clamp(-max_distance, max_distance) + max_distance
+            self.register_buffer("distance_bucket", distance, persistent=False)
+        elif positional_encoding == "learned":
             self.position = nn.Parameter(0.02 * th.randn(1, self.n_rows, embed_dim))
         else:
             self.register_buffer("position", _sinusoidal_encoding(self.n_rows, embed_dim), persistent=False)
-        layer = nn.TransformerEncoderLayer(
-            embed_dim, n_heads, dim_feedforward=ff_dim, dropout=dropout, batch_first=True, norm_first=True
-        )
-        # Nested tensors would only speed up eval mode, and warn with norm_first
-        self.encoder = nn.TransformerEncoder(layer, n_layers, norm=nn.LayerNorm(embed_dim), enable_nested_tensor=False)
+        if not self.relative:
+            layer = nn.TransformerEncoderLayer(
+                embed_dim, n_heads, dim_feedforward=ff_dim, dropout=dropout, batch_first=True, norm_first=True
+            )
+            # Nested tensors would only speed up eval mode, and warn with norm_first
+            self.encoder = nn.TransformerEncoder(layer, n_layers, norm=nn.LayerNorm(embed_dim), enable_nested_tensor=False)
+        else:
+            # PyTorch's encoder layer returns NaN for a float attention mask on its inference fast path (no_grad and
+            # eval, torch 2.13): the same pre-norm layers, with the relative terms added to the scores on every path
+            n_distances = 2 * max_distance + 1 if positional_encoding == "relative_keys" else 0
+            self.layers = nn.ModuleList(
+                _RelativeEncoderLayer(embed_dim, n_heads, ff_dim, dropout, n_distances) for _ in range(n_layers)
+            )
+            self.norm = nn.LayerNorm(embed_dim)
 
     def forward(self, observations: TensorDict) -> th.Tensor:
         tokens, mask = self._tokens(observations)
@@ -263,8 +297,65 @@ class TokenTransformerExtractor(_TokenExtractor):
         # Depending on the PyTorch version, attention with every key masked is NaN (also in the gradients):
         # an item without real rows attends to row 0 instead (its pooled features are zero anyway)
         padding[:, 0] &= mask.any(dim=1)
-        hidden = self.encoder(self.embed(tokens) + self.position, src_key_padding_mask=padding)
-        return self._pool(hidden, mask)
+        rows = self.embed(tokens)
+        if self.boundaries is not None:
+            first = mask & ~F.pad(mask[:, :-1], (1, 0))  # no real row before
+            last = mask & ~F.pad(mask[:, 1:], (0, 1))  # no real row after
+            rows = rows + first.unsqueeze(-1) * self.boundaries[0] + last.unsqueeze(-1) * self.boundaries[1]
+        if not self.relative:
+            return self._pool(self.encoder(rows + self.position, src_key_padding_mask=padding), mask)
+        # Added to the attention scores (broadcast to batch, heads, L, L): -inf on padding keys, each head's distance bias
+        score_bias = th.zeros_like(padding, dtype=rows.dtype).masked_fill(padding, -math.inf)[:, None, None, :]
+        if self.relative_bias is not None:
+            score_bias = score_bias + self.relative_bias(self.distance_bucket).permute(2, 0, 1)
+        for layer in self.layers:
+            rows = layer(rows, score_bias, self.distance_bucket)
+        return self._pool(self.norm(rows), mask)
+
+
+class _RelativeEncoderLayer(nn.Module):
+    """
+    Pre-norm Transformer encoder layer (as ``nn.TransformerEncoderLayer(norm_first=True)``) whose attention scores get
+    an additive bias and, with ``n_distances``, the query times a trained key vector per distance bucket.
+
+    :param embed_dim: Model width; must be divisible by ``n_heads``
+    :param n_heads: Number of attention heads
+    :param ff_dim: Width of the feed-forward block
+    :param dropout: Dropout on the attention weights and after each block
+    :param n_distances: Number of distance buckets with a key vector each (0: none)
+    """
+
+    def __init__(self, embed_dim: int, n_heads: int, ff_dim: int, dropout: float, n_distances: int) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.dropout = dropout
+        self.relative_keys = nn.Embedding(n_distances, embed_dim // n_heads) if n_distances else None
+        self.qkv = nn.Linear(embed_dim, 3 * embed_dim)
+        self.out = nn.Linear(embed_dim, embed_dim)
+        self.norm_attention = nn.LayerNorm(embed_dim)
+        self.norm_feed_forward = nn.LayerNorm(embed_dim)
+        self.feed_forward = nn.Sequential(
+            nn.Linear(embed_dim, ff_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff_dim, embed_dim), nn.Dropout(dropout)
+        )
+
+    def forward(self, rows: th.Tensor, score_bias: th.Tensor, distance_bucket: th.Tensor) -> th.Tensor:
+        """
+        :param rows: (batch, L, embed_dim)
+        :param score_bias: added to the attention scores of query row i and key row j, broadcastable to
+            (batch, n_heads, L, L)
+        :param distance_bucket: (L, L) distance bucket of key row j seen from query row i
+        :return: (batch, L, embed_dim)
+        """
+        batch, n_rows, embed_dim = rows.shape
+        query, key, value = self.qkv(self.norm_attention(rows)).view(batch, n_rows, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)
+        if self.relative_keys is not None:
+            relative = th.einsum("bhid,ijd->bhij", query, self.relative_keys(distance_bucket))
+            score_bias = score_bias + relative / math.sqrt(query.shape[-1])  # scaled as attention scales q . k
+        dropout = self.dropout if self.training else 0.0
+        attended = F.scaled_dot_product_attention(query, key, value, attn_mask=score_bias, dropout_p=dropout)
+        attended = attended.transpose(1, 2).reshape(batch, n_rows, embed_dim)
+        rows = rows + F.dropout(self.out(attended), dropout, self.training)
+        return rows + self.feed_forward(self.norm_feed_forward(rows))
 
 
 def _sinusoidal_encoding(n_rows: int, dim: int) -> th.Tensor:

@@ -25,6 +25,21 @@ EXTRACTORS = [
         dict(features_dim=24, embed_dim=16, n_heads=4, ff_dim=32, n_layers=1, positional_encoding="learned", dropout=0.1),
         id="transformer-learned",
     ),
+    pytest.param(
+        TokenTransformerExtractor,
+        dict(features_dim=24, embed_dim=16, n_heads=2, ff_dim=32, positional_encoding="relative", max_distance=2),
+        id="transformer-relative",
+    ),
+    pytest.param(
+        TokenTransformerExtractor,
+        dict(features_dim=24, embed_dim=16, n_heads=2, ff_dim=32, positional_encoding="relative_keys", max_distance=3),
+        id="transformer-relative-keys",
+    ),
+    pytest.param(
+        TokenTransformerExtractor,
+        dict(features_dim=24, embed_dim=16, n_heads=2, ff_dim=32, positional_encoding="relative_keys", mark_boundaries=True),
+        id="transformer-relative-keys-boundaries",
+    ),
 ]
 
 
@@ -155,6 +170,79 @@ def test_item_without_real_rows_is_finite(extractor_class: type, kwargs: dict) -
     assert all(th.isfinite(param.grad).all() for param in extractor.parameters() if param.grad is not None)
 
 
+def _relative_tables(extractor: TokenTransformerExtractor) -> list[th.nn.Embedding]:
+    """The trained tables of a relative-position extractor: its distance bias and each layer's distance keys."""
+    tables = [extractor.relative_bias] + [layer.relative_keys for layer in extractor.layers]
+    return [table for table in tables if table is not None]
+
+
+def _randomized_relative_terms(extractor: TokenTransformerExtractor) -> TokenTransformerExtractor:
+    """The extractor with random relative tables (the bias starts at zero, which would hide how distances are bucketed)."""
+    with th.no_grad():
+        for table in _relative_tables(extractor):
+            table.weight.normal_(std=2.0)
+    return extractor.eval()
+
+
+@pytest.mark.parametrize(
+    ("positional_encoding", "mark_boundaries", "equivariant"),
+    [
+        ("relative", 1, True),
+        ("relative", 3, True),
+        ("relative_keys", 1, True),
+        ("sinusoidal", 1, False),
+        ("learned", 3, False),
+    ],
+)
+def test_only_relative_positions_see_a_sentence_alike_wherever_it_starts(
+    positional_encoding: str, mark_boundaries: bool, equivariant: bool
+) -> None:
+    # What makes relative positions generalize to longer sentences: a token's features depend on its neighbours and
+    # their distances, never on its row, so the rows that no training sentence reached are no different
+    space = make_space(goal=True)
+    kwargs = dict(embed_dim=16, n_heads=2, ff_dim=32, n_layers=2, pooling="tokens", mark_boundaries=mark_boundaries)
+    extractor = TokenTransformerExtractor(space, positional_encoding=positional_encoding, **kwargs).eval()
+    if extractor.relative:
+        _randomized_relative_terms(extractor)
+    rng = np.random.default_rng(5)
+    obs = random_obs(space, [4], rng)
+    shifted = {key: np.roll(values, 3, axis=1) for key, values in obs.items()}  # rows 3-6, rows 0-2 padding
+    rows = features(extractor, obs).view(N_ROWS, 16)[:4]
+    shifted_rows = features(extractor, shifted).view(N_ROWS, 16)[3:]
+    assert th.allclose(rows, shifted_rows, atol=1e-5) == equivariant
+
+
+@pytest.mark.parametrize("positional_encoding", ["relative", "relative_keys"])
+def test_relative_positions_share_one_term_beyond_max_distance(positional_encoding: str) -> None:
+    space = make_space(goal=False)
+    kwargs = dict(embed_dim=16, n_heads=2, ff_dim=32, n_layers=1, pooling="tokens", max_distance=2)
+    extractor = _randomized_relative_terms(TokenTransformerExtractor(space, positional_encoding=positional_encoding, **kwargs))
+
+    def first_row(odd_row: int) -> th.Tensor:
+        """Row 0's features for the sentence 'a b b b b b b' with a 'c' in place of the b at ``odd_row``."""
+        text = np.zeros((1, N_ROWS, ALPHABET), dtype=np.uint8)
+        text[0, :, 1] = 1
+        text[0, 0], text[0, odd_row] = np.eye(ALPHABET)[0], np.eye(ALPHABET)[2]
+        obs = {"text": text, "history": np.zeros((1, N_ROWS, N_COLUMNS), dtype=np.uint8)}
+        return features(extractor, obs).view(N_ROWS, 16)[0]
+
+    # From row 0, rows 3 and 5 are both beyond max_distance: one term, the same features; row 1 is not
+    assert th.allclose(first_row(3), first_row(5), atol=1e-5)
+    assert not th.allclose(first_row(1), first_row(5), atol=1e-5)
+
+
+@pytest.mark.parametrize(("positional_encoding", "n_tables"), [("relative", 1), ("relative_keys", 2)])
+def test_relative_tables_are_trained(positional_encoding: str, n_tables: int) -> None:
+    space = make_space(goal=False)
+    extractor = TokenTransformerExtractor(space, embed_dim=16, n_heads=2, ff_dim=32, positional_encoding=positional_encoding)
+    obs = random_obs(space, [N_ROWS, 3], np.random.default_rng(7))
+    out = extractor({key: th.as_tensor(values).float() for key, values in obs.items()})
+    (out**2).sum().backward()
+    tables = _relative_tables(extractor)
+    assert len(tables) == n_tables  # one bias table shared by the layers, or one key table per layer (2 layers)
+    assert all(table.weight.grad is not None and table.weight.grad.abs().sum() > 0 for table in tables)
+
+
 def _box(n_rows: int, width: int) -> spaces.Box:
     return spaces.Box(0, 1, shape=(n_rows, width), dtype=np.uint8)
 
@@ -203,6 +291,7 @@ def test_bad_space_raises(extractor_class: type, space: gym.Space, match: str) -
         (TokenTransformerExtractor, dict(embed_dim=30, n_heads=4), r"embed_dim \(30\) must be divisible by n_heads \(4\)"),
         (TokenTransformerExtractor, dict(positional_encoding="rotary"), "positional_encoding must be one of"),
         (TokenTransformerExtractor, dict(dropout=1.0), "dropout must be in"),
+        (TokenTransformerExtractor, dict(positional_encoding="relative", max_distance=0), "max_distance must be a positive"),
     ],
 )
 def test_bad_kwargs_raise(extractor_class: type, kwargs: dict, match: str) -> None:

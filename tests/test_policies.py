@@ -1,15 +1,26 @@
+import math
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from gymnasium import spaces
 from sb3_contrib import MaskablePPO
 from stable_baselines3 import DQN, PPO, HerReplayBuffer
 
 import sb3_parsing  # noqa: F401  (registers the env ids)
 from sb3_parsing.extractors import TokenConvExtractor
-from sb3_parsing.policies import MaskableTokenPolicy, TokenActionHead, TokenDQNPolicy, TokenPolicy
+from sb3_parsing.grammar import RuleSet
+from sb3_parsing.policies import (
+    BitMaskDictRolloutBuffer,
+    ExactMaskableCategorical,
+    ExactMaskableCategoricalDistribution,
+    MaskableTokenPolicy,
+    TokenActionHead,
+    TokenDQNPolicy,
+    TokenPolicy,
+)
 
 
 def test_token_action_head_scores_each_row_from_its_own_latent() -> None:
@@ -50,7 +61,7 @@ def test_token_policy_with_another_extractor() -> None:
     env = gym.make("LinguisticParse-v0")
     policy_kwargs = dict(features_extractor_class=TokenConvExtractor, features_extractor_kwargs=dict(embed_dim=8))
     model = MaskablePPO(MaskableTokenPolicy, env, n_steps=32, batch_size=32, policy_kwargs=policy_kwargs)
-    assert model.policy.features_extractor.features_dim == 16 * 8
+    assert model.policy.features_extractor.features_dim == env.unwrapped.obs_len * 8
 
 
 def test_pooled_features_are_refused_with_a_fix() -> None:
@@ -101,7 +112,7 @@ def _played_obs(env: gym.Env, n_actions: int) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("env_id", ["LinguisticParse-v0", "LinguisticParseGoal-v0"])
 def test_token_dqn_policy_ranks_wasted_cells_last_without_gradient(env_id: str) -> None:
-    env = gym.make(env_id)
+    env = gym.make(env_id, obs_len=16)  # rows past any sentence: padding cells are wasted too
     policy_kwargs = dict(features_extractor_kwargs=dict(embed_dim=16, n_layers=1, n_heads=2, ff_dim=16))
     model = DQN(TokenDQNPolicy, env, learning_starts=0, buffer_size=100, policy_kwargs=policy_kwargs, seed=0)
     obs = _played_obs(env, 3)
@@ -136,3 +147,156 @@ def test_token_dqn_policy_keeps_mask_wasted_through_save_and_load(tmp_path: Path
     model.save(tmp_path / "dqn")
     loaded = DQN.load(tmp_path / "dqn")
     assert loaded.policy.q_net.mask_wasted is False and loaded.policy.q_net_target.mask_wasted is False
+
+
+N_ACTIONS = 100_000
+ALLOWED = [5, 77, N_ACTIONS - 1]
+
+
+def _masked_logits(offset: float, dtype: th.dtype) -> tuple[th.Tensor, th.Tensor]:
+    """Two rows of random logits over 10^5 actions, of which three are allowed, at ``offset`` + 0, 1, 2."""
+    generator = th.Generator().manual_seed(0)
+    logits = (3 * th.randn(2, N_ACTIONS, generator=generator)).to(dtype)
+    allowed = th.zeros(2, N_ACTIONS, dtype=th.bool)
+    allowed[:, ALLOWED] = True
+    logits[:, ALLOWED] = (offset + th.tensor([0.0, 1.0, 2.0])).to(dtype)
+    return logits.requires_grad_(), allowed
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e9, -1e9])
+def test_exact_masking_at_any_logit_scale(offset: float) -> None:
+    # sb3-contrib's -1e8 fill fails at -1e9: the masked actions get all the probability
+    logits, allowed = _masked_logits(offset, th.float32)
+    distribution = ExactMaskableCategorical(logits=logits, masks=allowed)
+    # The reference: a softmax over the allowed logits alone, in float64, of the same float32 values
+    expected = th.softmax(logits.detach()[:, ALLOWED].double(), dim=-1)
+    probs = distribution.probs
+    assert not probs[~allowed].any(), "a masked action has a nonzero probability"
+    assert th.allclose(probs[:, ALLOWED].double(), expected, atol=1e-6)
+    samples = distribution.sample((200,))
+    assert allowed.gather(1, samples.T).all()
+    log_prob = distribution.log_prob(th.tensor([ALLOWED[0], ALLOWED[2]]))
+    assert th.allclose(log_prob.double(), expected.log()[[0, 1], [0, 2]], atol=1e-5)
+    entropy = distribution.entropy()
+    assert th.allclose(entropy.double(), -(expected * expected.log()).sum(-1), atol=1e-5)
+    (log_prob.sum() + entropy.sum()).backward()
+    assert logits.grad is not None and th.isfinite(logits.grad).all()
+    assert logits.grad[~allowed].abs().max() < 1e-9, "a masked logit got a gradient"  # (rounding of a constant that cancels)
+
+
+@pytest.mark.parametrize("dtype", [th.float16, th.bfloat16, th.float64])
+def test_exact_masking_in_other_precisions(dtype: th.dtype) -> None:
+    # In float16 sb3-contrib's -1e8 is -inf: its gradients are NaN
+    logits, allowed = _masked_logits(0.0, dtype)
+    distribution = ExactMaskableCategorical(logits=logits, masks=allowed)
+    loss = distribution.log_prob(th.tensor(ALLOWED[:2])).sum() + distribution.entropy().sum()
+    loss.backward()
+    assert logits.grad is not None and th.isfinite(logits.grad).all()
+    reference = ExactMaskableCategorical(logits=logits.detach().float(), masks=allowed)
+    assert th.allclose(distribution.entropy().float(), reference.entropy(), atol=2e-2)
+    assert not distribution.probs[~allowed].any()
+
+
+def test_row_without_allowed_action_is_left_unmasked() -> None:
+    logits, allowed = _masked_logits(0.0, th.float32)
+    allowed[1] = False
+    distribution = ExactMaskableCategorical(logits=logits, masks=allowed)
+    assert th.isfinite(distribution.entropy()).all()
+    assert th.allclose(distribution.probs[1], th.softmax(logits.detach()[1], dim=-1))
+    assert not distribution.probs[0][~allowed[0]].any()
+    # Removing the masks restores the original distribution
+    distribution.apply_masking(None)
+    assert th.allclose(distribution.probs, th.softmax(logits.detach(), dim=-1))
+
+
+def _rollout_space(n_rows: int, n_columns: int) -> spaces.Dict:
+    return spaces.Dict(
+        {"text": spaces.Box(0, 1, (n_rows, 3), np.uint8), "history": spaces.Box(0, 1, (n_rows, n_columns), np.uint8)}
+    )
+
+
+def test_bit_mask_buffer_gives_back_the_masks_of_each_sample() -> None:
+    n_steps, n_envs, n_actions = 6, 3, 4 * 13  # 52 actions: not a multiple of 8
+    space = _rollout_space(4, 13)
+    buffer = BitMaskDictRolloutBuffer(n_steps, space, spaces.Discrete(n_actions), device="cpu", n_envs=n_envs)
+    rng = np.random.default_rng(0)
+    masks = rng.random((n_steps, n_envs, n_actions)) < 0.3
+    for step in range(n_steps):
+        obs = {key: np.full((n_envs, *box.shape), 0, np.uint8) for key, box in space.spaces.items()}
+        obs["text"][:, 0, 0] = step  # which step a sample comes from, read back below
+        actions = np.arange(n_envs)  # which env
+        zeros = th.zeros(n_envs)
+        buffer.add(obs, actions, np.zeros(n_envs), np.zeros(n_envs), zeros, zeros, action_masks=masks[step])
+    assert buffer.action_masks.nbytes == n_steps * n_envs * math.ceil(n_actions / 8)
+    seen = 0
+    for batch in buffer.get(batch_size=5):
+        assert batch.action_masks.dtype == th.bool and batch.action_masks.shape[1] == n_actions
+        for obs_text, env_index, mask in zip(batch.observations["text"], batch.actions, batch.action_masks, strict=True):
+            assert np.array_equal(mask.numpy(), masks[int(obs_text[0, 0]), int(env_index)])
+            seen += 1
+    assert seen == n_steps * n_envs
+
+
+def test_bit_mask_buffer_allows_everything_until_told_otherwise() -> None:
+    buffer = BitMaskDictRolloutBuffer(2, _rollout_space(2, 5), spaces.Discrete(10), device="cpu")
+    for _ in range(2):
+        obs = {"text": np.zeros((1, 2, 3), np.uint8), "history": np.zeros((1, 2, 5), np.uint8)}
+        buffer.add(obs, np.zeros(1), np.zeros(1), np.zeros(1), th.zeros(1), th.zeros(1))
+    assert all(batch.action_masks.all() for batch in buffer.get())
+
+
+def test_bit_mask_buffer_refuses_other_action_spaces() -> None:
+    with pytest.raises(ValueError, match=r"spaces.Discrete.*MaskableDictRolloutBuffer"):
+        BitMaskDictRolloutBuffer(4, _rollout_space(2, 5), spaces.MultiDiscrete([3, 4]), device="cpu")
+
+
+def _lexicon_grammar(n_nouns: int) -> RuleSet:
+    """'the N V the N' with ``n_nouns`` nouns: one rule per noun, so the rules are the columns of a wide history."""
+    nouns = "".join(f"n{i} => N\n" for i in range(n_nouns))
+    return RuleSet.from_text(f"%start S\nNP VP => S\nDet N => NP\nV NP => VP\nthe => Det\nsees => V\n{nouns}")
+
+
+def test_maskable_token_policy_trains_at_1e5_actions() -> None:
+    obs_len = 24
+    ruleset = _lexicon_grammar(math.ceil(N_ACTIONS / obs_len))
+    # mask_mode="oracle" allows the chart's cells only: about 10 of the 10^5 actions
+    env = gym.make(
+        "LinguisticParse-v0",
+        grammar=ruleset,
+        min_len=5,
+        max_len=5,
+        obs_len=obs_len,
+        n_sentences=16,
+        max_steps=8,
+        mask_mode="oracle",
+    )
+    n_actions = int(env.action_space.n)
+    assert n_actions >= N_ACTIONS
+    policy_kwargs = dict(features_extractor_kwargs=dict(embed_dim=8, n_layers=1, n_heads=2, ff_dim=8))
+    model = MaskablePPO(
+        MaskableTokenPolicy,
+        env,
+        n_steps=32,
+        batch_size=16,
+        n_epochs=1,
+        policy_kwargs=policy_kwargs,
+        rollout_buffer_class=BitMaskDictRolloutBuffer,
+        seed=0,
+    )
+    assert isinstance(model.policy.action_dist, ExactMaskableCategoricalDistribution)
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    model.learn(32)  # one rollout, one update of two minibatches
+    assert all(th.isfinite(p).all() for p in model.policy.parameters())
+    assert any(not th.equal(a, b) for a, b in zip(before, model.policy.parameters(), strict=True))
+    buffer = model.rollout_buffer
+    # The masks of the rollout: 1 bit per action (sb3-contrib's float32 masks would take 32 times more)
+    assert buffer.action_masks.nbytes == 32 * math.ceil(n_actions / 8)
+    # Every action the rollout took was allowed by the mask stored with it
+    batch = next(buffer.get())
+    assert batch.action_masks.gather(1, batch.actions.long()).all()
+    assert (batch.action_masks.sum(dim=1) <= 20).all()  # all but a few actions masked
+    # A greedy action on a fresh sentence is allowed
+    obs, _ = env.reset(seed=1)
+    mask = env.unwrapped.action_masks()
+    action, _ = model.predict(obs, action_masks=mask, deterministic=True)
+    assert mask[int(action)]
