@@ -243,6 +243,16 @@ def _make_create_test_env(given: set[str]) -> Any:
 _original_create_test_env = rl_zoo3.utils.create_test_env
 
 
+_original_preprocess_hyperparams = rl_zoo3.exp_manager.ExperimentManager._preprocess_hyperparams
+
+
+def _preprocess_hyperparams(self: rl_zoo3.exp_manager.ExperimentManager, hyperparams: dict[str, Any]) -> Any:
+    """rl_zoo3's, importing a ``rollout_buffer_class`` named in the YAML (rl_zoo3 does it for replay buffers only)."""
+    if isinstance(hyperparams.get("rollout_buffer_class"), str):
+        hyperparams["rollout_buffer_class"] = rl_zoo3.utils.get_class_by_name(hyperparams["rollout_buffer_class"])
+    return _original_preprocess_hyperparams(self, hyperparams)
+
+
 def patch_rl_zoo3(enjoy: bool = False, given_env_kwargs: set[str] | None = None) -> None:
     """
     Add ``ppo_mask`` to rl_zoo3 in this process (idempotent); see the module docstring.
@@ -256,6 +266,7 @@ def patch_rl_zoo3(enjoy: bool = False, given_env_kwargs: set[str] | None = None)
     rl_zoo3.exp_manager.TrialEvalCallback = MaskAwareTrialEvalCallback  # type: ignore[misc, assignment]
     rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER["ppo_mask"] = sample_ppo_mask_params
     rl_zoo3.hyperparams_opt.HYPERPARAMS_CONVERTER["ppo_mask"] = rl_zoo3.hyperparams_opt.convert_onpolicy_params
+    rl_zoo3.exp_manager.ExperimentManager._preprocess_hyperparams = _preprocess_hyperparams  # type: ignore[method-assign]
     if enjoy:
         create_test_env = _make_create_test_env(given_env_kwargs or set())
         # enjoy.py imported the name already; record_video.py, run later, imports it from rl_zoo3.utils

@@ -21,7 +21,9 @@ from sb3_parsing.policies import MaskableTokenPolicy
 N_ENVS = 8
 SHAPING = dict(constituent_bonus=0.1, step_penalty=0.1)
 MASKABLE_PPO_KWARGS = dict(n_steps=128, batch_size=256, n_epochs=4, learning_rate=1e-3, gamma=0.95, ent_coef=0.005)
-TRANSFORMER_KWARGS = dict(embed_dim=64, n_layers=1, n_heads=4, ff_dim=128)
+TRANSFORMER_KWARGS = dict(
+    embed_dim=64, n_layers=1, n_heads=4, ff_dim=128, positional_encoding="relative_keys", mark_boundaries=True
+)
 
 
 def main() -> None:

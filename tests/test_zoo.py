@@ -5,6 +5,7 @@ mypy.
 """
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -343,3 +344,28 @@ def test_package_types_reach_a_users_mypy(tmp_path):
     assert good.returncode == 0, good.stdout
     bad = mypy("bad.py")
     assert bad.returncode == 1 and 'incompatible type "int"; expected "str"' in bad.stdout, bad.stdout
+
+
+@pytest.mark.slow
+def test_flagship_config_names_its_bit_mask_rollout_buffer(tmp_path: Path) -> None:
+    """rl_zoo3 imports a replay_buffer_class given by name but not a rollout_buffer_class: sb3_parsing.zoo does."""
+    config = yaml.safe_load((ROOT / "sb3_parsing" / "zoo_configs" / "ppo_mask.yml").read_text())["LinguisticParse-v1"]
+    assert config["rollout_buffer_class"] == "sb3_parsing.policies.BitMaskDictRolloutBuffer"
+    _run(
+        "-m", "sb3_parsing.zoo", "train", "--algo", "ppo_mask", "--env", "LinguisticParse-v1", "-n", "64",
+        "-params", "n_envs:2", "n_steps:32", "batch_size:32", "--env-kwargs", "n_sentences:20",
+        "-f", "logs", "--eval-freq", "-1", "--seed", "0",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert isinstance(MaskablePPO.load(_saved_model(tmp_path / "logs", "ppo_mask", "LinguisticParse-v1")), MaskablePPO)
+
+
+def test_length_generalization_script_writes_and_merges_its_runs(tmp_path: Path) -> None:
+    script, out = str(ROOT / "scripts" / "length_generalization.py"), tmp_path / "runs.json"
+    _run(script, "--variants", "relative_keys_boundaries", "--seeds", "0", "--steps", "256", "--sentences", "2",
+         "--json", str(out), cwd=tmp_path)  # fmt: skip
+    runs = json.loads(out.read_text())["runs"]
+    assert [run["variant"] for run in runs] == ["relative_keys_boundaries"]
+    assert list(runs[0]["results"]) == ["3-12", "13-16", "17-20", "21-24"]
+    assert all(result["n_sentences"] == 2 for result in runs[0]["results"].values())
+    assert "| relative_keys_boundaries | 0, 0 |" in _run(script, "--merge", str(out), str(out), cwd=tmp_path).stdout
