@@ -194,11 +194,11 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             pool = load_trees(sentences) if target == "tree" else load_sentences(sentences)
             check_sentences(self.oracle, pool, max_len, parse=len(pool) <= PARSED_UP_FRONT)
             origins = dict(zip((s.tokens if isinstance(s, TreeSentence) else s for s in pool), pool.origins, strict=True))
-        kept = split_sentences(pool, split, test_fraction)  # type: ignore[type-var]
+        kept: list[Any] = split_sentences(pool, split, test_fraction)  # type: ignore[type-var]
         #: the sentences of the split, as token tuples
         self.sentences: list[tuple[str, ...]] = [s.tokens if isinstance(s, TreeSentence) else s for s in kept]
         #: with ``target="tree"``, the tree of each sentence (bracketed), else ``None``
-        self.trees: list[str] | None = [tree_string(s.tree) for s in kept] if target == "tree" else None  # type: ignore[union-attr]
+        self.trees: list[str] | None = [tree_string(s.tree) for s in kept] if target == "tree" else None
         self._targets: dict[str, Target] = {}
         self._origins = origins  # where each given sentence was read, for the errors of sentences parsed late
 

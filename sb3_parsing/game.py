@@ -81,7 +81,7 @@ class ParseBoards:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._useful = [() if a is None else memoryview(a.useful_cells) for a in self.analyses]
+        self._useful = [() if a is None else a.useful_cells.data for a in self.analyses]
 
     @property
     def n_actions_per_board(self) -> int:
@@ -114,7 +114,7 @@ class ParseBoards:
         self.derivations[board] = Derivation(analysis)
         self.targets[board] = target
         self._n_cells[board] = analysis.n_cells
-        self._useful[board] = memoryview(analysis.useful_cells)
+        self._useful[board] = analysis.useful_cells.data
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """

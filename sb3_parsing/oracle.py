@@ -348,12 +348,12 @@ class _ChartViews:
     __slots__ = ("cell_items", "cell_ptr", "cells", "clause_fact", "fact_clauses", "fact_ptr", "roots")
 
     def __init__(self, analysis: SentenceAnalysis) -> None:
-        self.cells = memoryview(analysis.chart_cells)
-        self.cell_ptr = memoryview(analysis.cell_ptr)
-        self.cell_items = memoryview(analysis.cell_items)
-        self.clause_fact = memoryview(analysis.clause_fact)
-        self.fact_ptr = memoryview(analysis.fact_ptr)
-        self.fact_clauses = memoryview(analysis.fact_clauses)
+        self.cells = analysis.chart_cells.data
+        self.cell_ptr = analysis.cell_ptr.data
+        self.cell_items = analysis.cell_items.data
+        self.clause_fact = analysis.clause_fact.data
+        self.fact_ptr = analysis.fact_ptr.data
+        self.fact_clauses = analysis.fact_clauses.data
         self.roots = frozenset(analysis.roots.tolist())
 
 
