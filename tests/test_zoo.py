@@ -369,3 +369,16 @@ def test_length_generalization_script_writes_and_merges_its_runs(tmp_path: Path)
     assert list(runs[0]["results"]) == ["3-12", "13-16", "17-20", "21-24"]
     assert all(result["n_sentences"] == 2 for result in runs[0]["results"].values())
     assert "| relative_keys_boundaries | 0, 0 |" in _run(script, "--merge", str(out), str(out), cwd=tmp_path).stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("initdb") is None and not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")),
+                    reason="no PostgreSQL server installed")  # fmt: skip
+def test_two_workers_share_one_study_in_a_real_postgresql(tmp_path: Path) -> None:
+    out = tmp_path / "study.json"
+    script = str(ROOT / "scripts" / "optuna_postgres.py")
+    _run(script, "--workers", "2", "--trials-per-worker", "1", "--steps", "256", "--json", str(out), cwd=tmp_path)
+    result = json.loads(out.read_text())
+    assert result["complete_trials"] == 2
+    assert sorted(n for numbers in result["trials_by_worker"].values() for n in numbers) == [0, 1]
+    assert all(len(numbers) == 1 for numbers in result["trials_by_worker"].values()), "each worker ran its own trial"
