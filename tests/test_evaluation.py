@@ -288,3 +288,23 @@ def test_evaluate_script_scores_the_baselines_on_a_tree_file(tmp_path, pcfg_tree
         assert players["Viterbi parse"]["parsed"] == players["expert"]["parsed"] == 1.0
         assert 0.0 < players["Viterbi parse"]["bracket_f1"] <= 1.0
         assert players["random (masked)"]["parsed"] == players["random (masked)"]["bracket_f1"] == 0.0
+
+
+def test_results_table_summarises_seeds(tmp_path) -> None:
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "results_table.py"
+    spec = importlib.util.spec_from_file_location("results_table", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    files = []
+    for seed, (success, exact) in enumerate([(0.9, 0.5), (1.0, 0.7)]):
+        metrics = {"success_rate": success, "attempts_per_min_actions": 1.0 + seed, "exact_match": exact}
+        files.append(tmp_path / f"seed{seed}.json")
+        files[-1].write_text(json.dumps({"results": {"held-out": {"agent": metrics}}}))
+    table = module.results_table(files)
+    assert "| held-out | agent | 95.0% ± 7.1 (90.0-100.0) | 1.500 ± 0.707 (1.000-2.000) | 60.0% ± 14.1 (50.0-70.0) |" in table
+    assert "bracket F1" not in table, "only the metrics the runs have"
