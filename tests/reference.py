@@ -7,6 +7,7 @@ from functools import cache
 import nltk
 
 from sb3_parsing import Oracle, RuleSet
+from sb3_parsing.grammar import Symbol
 
 
 @cache
@@ -21,11 +22,14 @@ def nltk_trees(ruleset: RuleSet, tokens: tuple[str, ...]) -> list[nltk.Tree]:
 
 def tree_cells(tree: nltk.Tree, oracle: Oracle) -> frozenset[int]:
     """The history cells of the nodes of an NLTK tree: ``start * n_columns + column`` of each rule application."""
-    rule_of = {(rule.label, tuple(s.name for s in rule.pattern)): i for i, rule in enumerate(oracle.ruleset.rules)}
+    # A symbol is (name, is_label): a quoted terminal may be spelled like a label ('L0' a L0 => L0).
+    rule_of = {(rule.label, tuple(rule.pattern)): i for i, rule in enumerate(oracle.ruleset.rules)}
     cells: set[int] = set()
 
     def walk(node: nltk.Tree, start: int) -> int:
-        pattern = tuple(child.label() if isinstance(child, nltk.Tree) else child for child in node)
+        pattern = tuple(
+            Symbol(child.label(), True) if isinstance(child, nltk.Tree) else Symbol(child, False) for child in node
+        )
         cells.add(start * oracle.n_columns + oracle.column_of(rule_of[(node.label(), pattern)]))
         position = start
         for child in node:
