@@ -374,7 +374,6 @@ def check_sentences(
     if origins is None:
         origins = sentences.origins if isinstance(sentences, Located) else [f"sentences[{i}]" for i in range(len(sentences))]
     ruleset = oracle.ruleset
-    known = set(ruleset.terminals)
     terminals = " ".join(ruleset.terminals[:_LISTED_TERMINALS])
     if len(ruleset.terminals) > _LISTED_TERMINALS:
         terminals += f" ... ({len(ruleset.terminals)} in all)"
@@ -386,7 +385,7 @@ def check_sentences(
             tokens, tree = cast(Sentence, sentence), None  # a token tuple (mypy cannot tell it from a TreeSentence)
         text = " ".join(tokens)
         problem = None
-        unknown = [f"{token!r} (word {position})" for position, token in enumerate(tokens, start=1) if token not in known]
+        unknown = [f"{tokens[i]!r} (word {i + 1})" for i in oracle.unknown_tokens(tokens)]
         if len(tokens) > max_len:
             problem = f"{text!r} has {len(tokens)} tokens, more than max_len={max_len}; raise max_len or shorten the sentence"
         elif unknown:

@@ -83,11 +83,6 @@ class ParseBoards:
         self.__dict__.update(state)
         self._useful = [() if a is None else a.useful_cells.data for a in self.analyses]
 
-    @property
-    def n_actions_per_board(self) -> int:
-        """Size of the action space, ``obs_len * n_columns``."""
-        return self.mask.shape[1]
-
     def reset_board(self, board: int, analysis: SentenceAnalysis, text_columns: list[int], target: Target = ANY_PARSE) -> None:
         """
         Start ``board`` on a sentence: ``T`` one-hot of its tokens, ``H`` empty.

@@ -100,12 +100,11 @@ class LinguisticParseVecEnv(VecEnv):
         rewards, terminated, truncated = self.boards.step(self._actions)
         infos = [env.info() for env in self.envs]
         dones = terminated | truncated
-        for i in np.flatnonzero(dones).tolist():
-            infos[i]["TimeLimit.truncated"] = bool(truncated[i])
-            infos[i]["terminal_observation"] = {"text": self.boards.text[i].copy(), "history": self.boards.history[i].copy()}
-            _, self.reset_infos[i] = self.envs[i].reset()
-        for i in np.flatnonzero(~dones).tolist():
-            infos[i]["TimeLimit.truncated"] = False
+        for i, (info, done, cut) in enumerate(zip(infos, dones.tolist(), truncated.tolist(), strict=True)):
+            info["TimeLimit.truncated"] = cut  # truncated never holds with terminated: the game ends on success first
+            if done:
+                info["terminal_observation"] = {"text": self.boards.text[i].copy(), "history": self.boards.history[i].copy()}
+                _, self.reset_infos[i] = self.envs[i].reset()
         return self._observation(), rewards.astype(np.float32), dones, infos
 
     def action_masks(self) -> np.ndarray:
