@@ -16,6 +16,9 @@ rl_zoo3's ``train()`` / ``enjoy()`` / ``record_video``:
 4. In ``enjoy`` and ``record_video``, ``ppo_mask`` loads as :class:`_EnjoyMaskablePPO`, whose ``predict`` asks the
    env that rl_zoo3 created for the action masks (rl_zoo3 passes none).
 
+The YAML's ``env_kwargs`` and the command line's ``--env-kwargs`` are merged, the command line winning key by key
+(rl_zoo3 alone replaces the whole dict: ``--env-kwargs grammar:...`` would silently drop the config's reward shaping).
+
 Defaults added when absent: ``--gym-packages sb3_parsing`` and, for ``train`` / ``optimize``, ``--conf-file`` = the
 config shipped in the package for ``--algo`` (``sb3_parsing/zoo_configs/<algo>.yml``; an algorithm without one is
 refused with a message saying how to pass a config). ``optimize`` is ``train --optimize``.
@@ -253,6 +256,25 @@ def _preprocess_hyperparams(self: rl_zoo3.exp_manager.ExperimentManager, hyperpa
     return _original_preprocess_hyperparams(self, hyperparams)
 
 
+_original_read_hyperparameters = rl_zoo3.exp_manager.ExperimentManager.read_hyperparameters
+
+
+def _read_hyperparameters(self: rl_zoo3.exp_manager.ExperimentManager) -> Any:
+    """rl_zoo3's, with the YAML's ``env_kwargs`` updated by the command line's rather than replaced."""
+    given = self.env_kwargs
+    self.env_kwargs = {}  # rl_zoo3 keeps the YAML's env_kwargs when none are given
+    try:
+        hyperparams, saved_hyperparams = _original_read_hyperparameters(self)
+    finally:
+        self.env_kwargs = given
+    if given:
+        merged = {**hyperparams.get("env_kwargs", {}), **given}
+        hyperparams["env_kwargs"] = saved_hyperparams["env_kwargs"] = merged
+        if self._eval_env_kwargs_args is None:
+            self.eval_env_kwargs = merged
+    return hyperparams, saved_hyperparams
+
+
 def patch_rl_zoo3(enjoy: bool = False, given_env_kwargs: set[str] | None = None) -> None:
     """
     Add ``ppo_mask`` to rl_zoo3 in this process (idempotent); see the module docstring.
@@ -267,6 +289,7 @@ def patch_rl_zoo3(enjoy: bool = False, given_env_kwargs: set[str] | None = None)
     rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER["ppo_mask"] = sample_ppo_mask_params
     rl_zoo3.hyperparams_opt.HYPERPARAMS_CONVERTER["ppo_mask"] = rl_zoo3.hyperparams_opt.convert_onpolicy_params
     rl_zoo3.exp_manager.ExperimentManager._preprocess_hyperparams = _preprocess_hyperparams  # type: ignore[method-assign]
+    rl_zoo3.exp_manager.ExperimentManager.read_hyperparameters = _read_hyperparameters  # type: ignore[method-assign]
     if enjoy:
         create_test_env = _make_create_test_env(given_env_kwargs or set())
         # enjoy.py imported the name already; record_video.py, run later, imports it from rl_zoo3.utils

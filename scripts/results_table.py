@@ -2,8 +2,9 @@
 A results table over seeds, from the JSON files that ``scripts/evaluate.py --json`` writes (one per seed).
 
 For each player and split: the mean, standard deviation and range over the files of success, attempts /
-``min_actions`` and, when the sentences had trees, exact match and labeled bracket F1. The README's tables are this
-script's output::
+``min_actions`` and, when the sentences had trees, exact match and labeled bracket F1; then, for each metric, the
+interquartile mean over the files with its 95% stratified-bootstrap confidence interval (rliable, Agarwal et al.
+2021). The README's tables are this script's output::
 
     python scripts/results_table.py docs/results/tree_v0_ppo_mask_seed*.json
 """
@@ -12,9 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
+from rliable import library as rly
+from rliable import metrics as rly_metrics
 
 # The metrics shown, by key of evaluate.py's JSON: (column title, shown as a percentage).
 METRICS = {
@@ -36,6 +40,34 @@ def _cell(values: list[float], percent: bool) -> str:
     )
 
 
+def iqm_with_ci(values: list[float], reps: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """
+    Interquartile mean of one metric over runs, with rliable's 95% stratified-bootstrap confidence interval.
+
+    :param values: the metric of each run (seed)
+    :param reps: bootstrap resamples
+    :param seed: of the bootstrap
+    :return: the IQM, and the lower and upper ends of the interval
+    """
+    scores = {"runs": np.asarray(values, dtype=float).reshape(-1, 1)}  # runs x tasks
+    with warnings.catch_warnings():
+        # rliable passes arch its random_state, which arch 7 deprecates (arch 8 refuses it: pyproject pins arch<8)
+        warnings.simplefilter("ignore", FutureWarning)
+        point, interval = rly.get_interval_estimates(
+            scores,
+            lambda x: np.array([rly_metrics.aggregate_iqm(x)]),
+            reps=reps,
+            random_state=np.random.RandomState(seed),
+        )
+    return float(point["runs"][0]), float(interval["runs"][0, 0]), float(interval["runs"][1, 0])
+
+
+def _iqm_cell(values: list[float], percent: bool) -> str:
+    scale, unit, digits = (100.0, "%", 1) if percent else (1.0, "", 3)
+    iqm, low, high = (scale * v for v in iqm_with_ci(values))
+    return f"{iqm:.{digits}f}{unit} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
 def results_table(paths: list[Path]) -> str:
     """
     The Markdown table of ``paths`` (evaluate.py JSON files, typically one per seed of one config).
@@ -44,19 +76,23 @@ def results_table(paths: list[Path]) -> str:
     """
     runs = [json.loads(path.read_text()) for path in paths]
     metrics = [key for key in METRICS if any(key in m for run in runs for p in run["results"].values() for m in p.values())]
-    lines = [
-        f"{len(runs)} runs: {', '.join(path.name for path in paths)}; mean ± std (min-max) over runs",
+    header = [
         "| split | player | " + " | ".join(METRICS[key][0] for key in metrics) + " |",
         "|---|---|" + "---:|" * len(metrics),
     ]
+    names = ", ".join(path.name for path in paths)
+    spread = [f"{len(runs)} runs: {names}; mean ± std (min-max) over runs", *header]
+    iqm = ["", f"IQM over the {len(runs)} runs [95% stratified-bootstrap CI] (rliable)", *header]
     for split, players in runs[0]["results"].items():
         for player in players:
-            cells = []
+            spread_cells, iqm_cells = [], []
             for key in metrics:
                 values = [run["results"][split][player][key] for run in runs if key in run["results"][split][player]]
-                cells.append(_cell(values, METRICS[key][1]) if values else "-")
-            lines.append(f"| {split} | {player} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+                spread_cells.append(_cell(values, METRICS[key][1]) if values else "-")
+                iqm_cells.append(_iqm_cell(values, METRICS[key][1]) if values else "-")
+            spread.append(f"| {split} | {player} | " + " | ".join(spread_cells) + " |")
+            iqm.append(f"| {split} | {player} | " + " | ".join(iqm_cells) + " |")
+    return "\n".join(spread + iqm)
 
 
 def main() -> None:

@@ -301,10 +301,16 @@ def test_results_table_summarises_seeds(tmp_path) -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     files = []
-    for seed, (success, exact) in enumerate([(0.9, 0.5), (1.0, 0.7)]):
+    for seed, (success, exact) in enumerate([(0.9, 0.5), (1.0, 0.7), (0.95, 0.6), (0.2, 0.1)]):
         metrics = {"success_rate": success, "attempts_per_min_actions": 1.0 + seed, "exact_match": exact}
         files.append(tmp_path / f"seed{seed}.json")
         files[-1].write_text(json.dumps({"results": {"held-out": {"agent": metrics}}}))
-    table = module.results_table(files)
+    table = module.results_table(files[:2])
     assert "| held-out | agent | 95.0% ± 7.1 (90.0-100.0) | 1.500 ± 0.707 (1.000-2.000) | 60.0% ± 14.1 (50.0-70.0) |" in table
     assert "bracket F1" not in table, "only the metrics the runs have"
+    # The interquartile mean of 4 runs drops the best and the worst: (0.9 + 0.95) / 2, within its bootstrap interval
+    iqm, low, high = module.iqm_with_ci([0.9, 1.0, 0.95, 0.2])
+    assert iqm == pytest.approx(0.925)
+    assert 0.2 <= low <= iqm <= high <= 1.0 and low < high
+    iqm_rows = module.results_table(files).split("rliable")[1]
+    assert "| held-out | agent | 92.5% [" in iqm_rows

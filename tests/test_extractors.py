@@ -1,3 +1,5 @@
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -5,7 +7,12 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3 import PPO
 
-from sb3_parsing.extractors import TokenConvExtractor, TokenMLPExtractor, TokenTransformerExtractor
+from sb3_parsing.extractors import (
+    SPARSE_ROWS_MIN_WIDTH,
+    TokenConvExtractor,
+    TokenMLPExtractor,
+    TokenTransformerExtractor,
+)
 
 N_ROWS, ALPHABET, N_COLUMNS, N_LABELS = 7, 5, 4, 3
 GOAL_KEYS = ("achieved_goal", "desired_goal")
@@ -116,6 +123,30 @@ def test_padding_never_leaks(extractor_class: type, kwargs: dict, goal: bool) ->
     clean = features(extractor, obs)
     for _ in range(3):
         assert th.allclose(features(extractor, with_padding_junk(obs, lengths, rng)), clean, atol=1e-5)
+
+
+def test_wide_rows_are_embedded_as_a_sparse_product_with_the_dense_result() -> None:
+    space = spaces.Dict(
+        text=spaces.Box(0, 1, shape=(N_ROWS, 300), dtype=np.uint8), history=spaces.Box(0, 1, (N_ROWS, 400), np.uint8)
+    )
+    extractor = TokenTransformerExtractor(space, embed_dim=16, n_heads=2, ff_dim=32, pooling="tokens")
+    assert extractor.token_dim >= SPARSE_ROWS_MIN_WIDTH
+    lengths = [1, 3, N_ROWS, 5]
+    batch = {key: th.as_tensor(v).float() for key, v in random_obs(space, lengths, np.random.default_rng(2)).items()}
+    embedded, mask = extractor._embed_rows(batch, extractor.embed)
+    embedded.square().sum().backward()
+    sparse_gradient = extractor.embed.weight.grad.clone()
+    extractor.embed.weight.grad = None
+    tokens, dense_mask = extractor._tokens(batch)
+    dense = extractor.embed(tokens)
+    dense.square().sum().backward()
+    assert th.equal(mask, dense_mask)
+    assert th.allclose(embedded, dense, atol=1e-5)
+    assert th.allclose(sparse_gradient, extractor.embed.weight.grad, atol=1e-4)
+    # NaN in the history of padding rows reaches neither the rows nor the features
+    junk = dict(batch, history=batch["history"].masked_fill(~mask.unsqueeze(-1), math.nan))
+    assert th.allclose(extractor._embed_rows(junk, extractor.embed)[0], dense, atol=1e-5)
+    assert th.allclose(extractor(junk), extractor(batch), atol=1e-5)
 
 
 @pytest.mark.parametrize(("extractor_class", "kwargs"), EXTRACTORS)

@@ -16,7 +16,10 @@ from sb3_parsing.policies import (
     BitMaskDictRolloutBuffer,
     ExactMaskableCategorical,
     ExactMaskableCategoricalDistribution,
+    FactoredMaskableDistribution,
+    FactoredMaskableTokenPolicy,
     MaskableTokenPolicy,
+    RowColumnActionHead,
     TokenActionHead,
     TokenDQNPolicy,
     TokenPolicy,
@@ -55,6 +58,84 @@ def test_token_policies_train_on_both_env_ids(algo: type, policy: type, env_id: 
     assert 0 <= int(action) < env.action_space.n
     if algo is MaskablePPO:
         assert mask[int(action)]
+
+
+def test_factored_policy_trains_and_keeps_to_the_masks() -> None:
+    env = gym.make("LinguisticParse-v0", max_steps=16)
+    policy_kwargs = dict(features_extractor_kwargs=dict(embed_dim=16, n_layers=1, n_heads=2, ff_dim=16))
+    model = MaskablePPO(FactoredMaskableTokenPolicy, env, n_steps=64, batch_size=32, n_epochs=1, policy_kwargs=policy_kwargs)
+    assert isinstance(model.policy.action_net, RowColumnActionHead)
+    assert isinstance(model.policy.action_dist, FactoredMaskableDistribution)
+    before = [p.detach().clone() for p in model.policy.action_net.parameters()]
+    model.learn(128)
+    assert all(not th.equal(a, b) for a, b in zip(before, model.policy.action_net.parameters(), strict=True))
+    obs, _ = env.reset(seed=0)
+    for deterministic in (True, False):
+        for _ in range(20):
+            mask = env.unwrapped.action_masks()
+            action, _ = model.predict(obs, deterministic=deterministic, action_masks=mask)
+            assert mask[int(action)]
+
+
+def _factored(n_rows: int = 3, n_columns: int = 4, batch: int = 2, seed: int = 0):
+    th.manual_seed(seed)
+    head = RowColumnActionHead(n_rows, token_dim=5, n_columns=n_columns)
+    tokens = th.randn(batch, n_rows, 5, requires_grad=True)
+    return FactoredMaskableDistribution(n_rows, n_columns).proba_distribution(tokens, head), head, tokens
+
+
+def _flat_log_probs(head: RowColumnActionHead, tokens: th.Tensor, masks: th.Tensor) -> th.Tensor:
+    """log p(m, n) = log p(m) + log p(n | m), cell by cell, each softmax over the allowed rows or columns."""
+    rows_allowed = masks.any(dim=-1)
+    row = th.log_softmax(head.row(tokens).squeeze(-1).masked_fill(~rows_allowed, -math.inf), dim=-1)
+    column = th.log_softmax(head.column(tokens).masked_fill(~masks, -math.inf), dim=-1)
+    return (row.unsqueeze(-1) + column).masked_fill(~masks, -math.inf).flatten(start_dim=1)
+
+
+def test_factored_distribution_is_a_row_then_a_column() -> None:
+    distribution, head, tokens = _factored()
+    masks = th.tensor([[[1, 0, 1, 0], [0, 0, 0, 0], [0, 1, 1, 1]], [[0, 0, 0, 1], [1, 1, 1, 1], [0, 0, 0, 0]]]).bool()
+    distribution.apply_masking(masks.flatten(start_dim=1))
+    expected = _flat_log_probs(head, tokens, masks)
+    log_probs = th.stack([distribution.log_prob(th.tensor([cell, cell])) for cell in range(12)], dim=1)
+    assert th.allclose(log_probs, expected)
+    assert th.allclose(log_probs.exp().sum(dim=1), th.ones(2))
+    # Exact entropy before any action is scored: that of the flat distribution
+    fresh, _, _ = _factored()
+    fresh.apply_masking(masks.flatten(start_dim=1))
+    flat_entropy = -(expected.exp() * expected.masked_fill(~masks.flatten(start_dim=1), 0.0)).sum(-1)
+    assert th.allclose(fresh.entropy(), flat_entropy)
+    # Samples keep to the masks and follow the probabilities
+    draws = th.stack([distribution.sample() for _ in range(3000)])
+    assert masks.flatten(start_dim=1).gather(1, draws.T).all()
+    frequency = th.stack([th.bincount(draws[:, i], minlength=12) for i in range(2)]) / 3000
+    assert th.allclose(frequency, expected.exp().detach(), atol=0.04)
+    # The mode: the most probable cell
+    assert th.equal(distribution.mode(), expected.argmax(dim=-1))
+
+
+def test_factored_entropy_estimates_columns_at_the_scored_rows() -> None:
+    distribution, head, tokens = _factored()
+    distribution.apply_masking(None)
+    actions = th.tensor([5, 8])  # rows 1 and 2
+    distribution.log_prob(actions)
+    row = th.log_softmax(head.row(tokens).squeeze(-1), dim=-1)
+    column = th.log_softmax(head.column(tokens[th.arange(2), actions // 4]), dim=-1)
+    expected = -(row.exp() * row).sum(-1) - (column.exp() * column).sum(-1)
+    assert th.allclose(distribution.entropy(), expected)
+    distribution.entropy().sum().backward()
+    assert th.isfinite(tokens.grad).all()
+
+
+def test_factored_distribution_leaves_an_item_without_allowed_cells_unmasked() -> None:
+    distribution, _, tokens = _factored()
+    masks = th.zeros(2, 12, dtype=th.bool)
+    masks[1, 7] = True
+    distribution.apply_masking(masks)
+    assert (distribution.sample()[1] == 7).item()
+    loss = distribution.log_prob(th.tensor([3, 7])).sum() + distribution.entropy().sum()
+    loss.backward()
+    assert th.isfinite(loss) and th.isfinite(tokens.grad).all()
 
 
 def test_token_policy_with_another_extractor() -> None:
@@ -256,7 +337,8 @@ def _lexicon_grammar(n_nouns: int) -> RuleSet:
     return RuleSet.from_text(f"%start S\nNP VP => S\nDet N => NP\nV NP => VP\nthe => Det\nsees => V\n{nouns}")
 
 
-def test_maskable_token_policy_trains_at_1e5_actions() -> None:
+@pytest.mark.parametrize("policy", [MaskableTokenPolicy, FactoredMaskableTokenPolicy])
+def test_maskable_token_policies_train_at_1e5_actions(policy: type) -> None:
     obs_len = 24
     ruleset = _lexicon_grammar(math.ceil(N_ACTIONS / obs_len))
     # mask_mode="oracle" allows the chart's cells only: about 10 of the 10^5 actions
@@ -274,7 +356,7 @@ def test_maskable_token_policy_trains_at_1e5_actions() -> None:
     assert n_actions >= N_ACTIONS
     policy_kwargs = dict(features_extractor_kwargs=dict(embed_dim=8, n_layers=1, n_heads=2, ff_dim=8))
     model = MaskablePPO(
-        MaskableTokenPolicy,
+        policy,
         env,
         n_steps=32,
         batch_size=16,
@@ -283,7 +365,8 @@ def test_maskable_token_policy_trains_at_1e5_actions() -> None:
         rollout_buffer_class=BitMaskDictRolloutBuffer,
         seed=0,
     )
-    assert isinstance(model.policy.action_dist, ExactMaskableCategoricalDistribution)
+    flat = policy is MaskableTokenPolicy
+    assert isinstance(model.policy.action_dist, ExactMaskableCategoricalDistribution if flat else FactoredMaskableDistribution)
     before = [p.detach().clone() for p in model.policy.parameters()]
     model.learn(32)  # one rollout, one update of two minibatches
     assert all(th.isfinite(p).all() for p in model.policy.parameters())

@@ -30,8 +30,8 @@ from stable_baselines3 import A2C
 
 import sb3_parsing
 from sb3_parsing import zoo
-from sb3_parsing.evaluation import load_agent
-from sb3_parsing.policies import TokenPolicy
+from sb3_parsing.evaluation import _ZooArgsLoader, load_agent
+from sb3_parsing.policies import FactoredMaskableTokenPolicy, TokenPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small runs: every value a test does not care about is shrunk so that the whole file takes about a minute
@@ -357,7 +357,12 @@ def test_flagship_config_names_its_bit_mask_rollout_buffer(tmp_path: Path) -> No
         "-f", "logs", "--eval-freq", "-1", "--seed", "0",
         cwd=tmp_path,
     )  # fmt: skip
-    assert isinstance(MaskablePPO.load(_saved_model(tmp_path / "logs", "ppo_mask", "LinguisticParse-v1")), MaskablePPO)
+    model = MaskablePPO.load(_saved_model(tmp_path / "logs", "ppo_mask", "LinguisticParse-v1"))
+    assert isinstance(model.policy, FactoredMaskableTokenPolicy)
+    # --env-kwargs adds to the config's env_kwargs (its reward shaping stays) instead of replacing them
+    saved = (tmp_path / "logs" / "ppo_mask" / "LinguisticParse-v1_1" / "LinguisticParse-v1" / "config.yml").read_text()
+    env_kwargs = yaml.load(saved, Loader=_ZooArgsLoader)["env_kwargs"]
+    assert env_kwargs == {**config["env_kwargs"], "n_sentences": 20}
 
 
 def test_length_generalization_script_writes_and_merges_its_runs(tmp_path: Path) -> None:
