@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,10 @@ from stable_baselines3.dqn.policies import QNetwork
 from torch import nn
 from torch.distributions import Categorical
 
+from sb3_parsing.env import load_grammar
 from sb3_parsing.extractors import TokenTransformerExtractor
+from sb3_parsing.grammar import RuleSet
+from sb3_parsing.left_corners import LeftCornerFeatures
 
 __all__ = [
     "BitMaskDictRolloutBuffer",
@@ -80,11 +84,14 @@ class RowColumnActionHead(nn.Module):
     :param n_columns: columns of the history matrix (actions per row)
     """
 
-    def __init__(self, n_rows: int, token_dim: int, n_columns: int) -> None:
+    def __init__(self, n_rows: int, token_dim: int, n_columns: int, left_corners: LeftCornerFeatures | None = None) -> None:
         super().__init__()
         self.n_rows = n_rows
         self.row = nn.Linear(token_dim, 1)
         self.column = nn.Linear(token_dim, n_columns)
+        self.left_corners = left_corners
+        # The weight of each left-corner feature in the column logits, learnt from 0 (the plain head)
+        self.left_corner_weights = nn.Parameter(th.zeros(2)) if left_corners is not None else None
 
     def forward(self, latent: th.Tensor) -> th.Tensor:
         """
@@ -92,6 +99,20 @@ class RowColumnActionHead(nn.Module):
         :return: the token latents ``(batch, n_rows, token_dim)``, which the distribution scores lazily
         """
         return latent.view(latent.shape[0], self.n_rows, -1)
+
+    def column_logits(self, tokens: th.Tensor, observation_rows: dict[str, th.Tensor] | None = None) -> th.Tensor:
+        """
+        :param tokens: token latents ``(..., token_dim)``
+        :param observation_rows: the ``text`` and ``history`` rows of those tokens; needed with left corners
+        :return: the logits of the columns of those rows ``(..., n_columns)``
+        """
+        logits = self.column(tokens)
+        if self.left_corners is None or self.left_corner_weights is None:
+            return logits
+        if observation_rows is None:
+            raise ValueError("a head with left corners scores columns from the observation rows: pass them")
+        features = self.left_corners(observation_rows["text"], observation_rows["history"])
+        return logits + (self.left_corner_weights.unsqueeze(-1) * features).sum(dim=-2)
 
 
 def _token_head(n_rows: int, latent_dim: int, n_actions: int, head_class: type[nn.Module] = TokenActionHead) -> nn.Module:
@@ -230,6 +251,7 @@ class FactoredMaskableDistribution(MaskableDistribution):
         self.n_columns = n_columns
         self.tokens: th.Tensor | None = None
         self.head: RowColumnActionHead | None = None
+        self.observations: dict[str, th.Tensor] | None = None
         self.masks: th.Tensor | None = None
         self.row_log_probs: th.Tensor | None = None
         self._rows: th.Tensor | None = None
@@ -242,13 +264,14 @@ class FactoredMaskableDistribution(MaskableDistribution):
         return RowColumnActionHead(self.n_rows, latent_dim // self.n_rows, self.n_columns)
 
     def proba_distribution(  # type: ignore[override]
-        self, tokens: th.Tensor, head: RowColumnActionHead
+        self, tokens: th.Tensor, head: RowColumnActionHead, observations: dict[str, th.Tensor] | None = None
     ) -> FactoredMaskableDistribution:
         """
         :param tokens: token latents ``(batch, n_rows, token_dim)``
         :param head: the row and column layers
+        :param observations: the observations (``text`` and ``history``), for a head with left corners
         """
-        self.tokens, self.head, self.masks, self._rows = tokens, head, None, None
+        self.tokens, self.head, self.observations, self.masks, self._rows = tokens, head, observations, None, None
         self.row_log_probs = th.log_softmax(head.row(tokens).squeeze(-1), dim=-1)
         return self
 
@@ -283,7 +306,10 @@ class FactoredMaskableDistribution(MaskableDistribution):
         batch = th.arange(self.tokens.shape[0], device=self.tokens.device)
         if rows.dim() == 2:
             batch = batch.unsqueeze(-1)
-        logits = self.head.column(self.tokens[batch, rows])
+        observation_rows = None
+        if self.observations is not None:
+            observation_rows = {key: self.observations[key][batch, rows] for key in ("text", "history")}
+        logits = self.head.column_logits(self.tokens[batch, rows], observation_rows)
         masks = None
         if self.masks is not None:
             masks = self.masks[batch, rows]
@@ -329,15 +355,19 @@ class FactoredMaskableDistribution(MaskableDistribution):
         return self._actions(best // self.n_columns, best % self.n_columns)
 
     def actions_from_params(  # type: ignore[override]
-        self, tokens: th.Tensor, head: RowColumnActionHead, deterministic: bool = False
+        self,
+        tokens: th.Tensor,
+        head: RowColumnActionHead,
+        observations: dict[str, th.Tensor] | None = None,
+        deterministic: bool = False,
     ) -> th.Tensor:
-        self.proba_distribution(tokens, head)
+        self.proba_distribution(tokens, head, observations)
         return self.get_actions(deterministic=deterministic)
 
     def log_prob_from_params(  # type: ignore[override]
-        self, tokens: th.Tensor, head: RowColumnActionHead
+        self, tokens: th.Tensor, head: RowColumnActionHead, observations: dict[str, th.Tensor] | None = None
     ) -> tuple[th.Tensor, th.Tensor]:
-        actions = self.actions_from_params(tokens, head)
+        actions = self.actions_from_params(tokens, head, observations)
         return actions, self.log_prob(actions)
 
 
@@ -352,20 +382,59 @@ class FactoredMaskableTokenPolicy(MaskableTokenPolicy):
     MaskablePPO policy for parsing envs with many cells (rules as columns, long sentences): per-token features
     (Transformer by default) and a :class:`FactoredMaskableDistribution`, a row then a column, each scored from the
     row's token latent. An update scores ``n_columns`` cells per sample instead of ``n_rows * n_columns``.
+
+    :param grammar: the env's grammar (a built-in name, a RuleSet file or a RuleSet), to add its
+        :class:`~sb3_parsing.left_corners.LeftCornerFeatures` to the column logits, each with a trained weight
+    :param columns: the env's column mode (with ``grammar``)
+    :param kwargs: keyword arguments of sb3-contrib's ``MaskableMultiInputActorCriticPolicy``
     """
+
+    action_dist: FactoredMaskableDistribution
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        action_space: spaces.Discrete,
+        lr_schedule: Any,
+        grammar: str | Path | RuleSet | None = None,
+        columns: str = "rules",
+        **kwargs: Any,
+    ) -> None:
+        self.grammar = grammar
+        self.columns = columns
+        self._observations: dict[str, th.Tensor] | None = None
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
     def _build(self, lr_schedule: Any) -> None:
         n_rows = self.observation_space["text"].shape[0]  # type: ignore[index]
         self.action_dist = FactoredMaskableDistribution(n_rows, int(self.action_space.n) // n_rows)  # type: ignore[attr-defined]
         _TokenHeadMixin._build(self, lr_schedule)
+        if self.grammar is not None:
+            self.pi_features_extractor.register_forward_pre_hook(self._keep_observations)  # type: ignore[attr-defined]
 
     def _make_action_head(self, n_rows: int, latent_dim: int, n_actions: int) -> nn.Module:
-        return _token_head(n_rows, latent_dim, n_actions, RowColumnActionHead)
+        head = _token_head(n_rows, latent_dim, n_actions, RowColumnActionHead)
+        if self.grammar is None:
+            return head
+        left_corners = LeftCornerFeatures(load_grammar(self.grammar), self.columns)
+        widths = (self.observation_space["text"].shape[1], n_actions // n_rows)  # type: ignore[index]
+        if (left_corners.alphabet_size, left_corners.n_columns) != widths:
+            raise ValueError(
+                f"the policy's grammar {self.grammar!r} (columns={self.columns!r}) has {left_corners.alphabet_size} "
+                f"symbols and {left_corners.n_columns} columns, the env {widths[0]} and {widths[1]}: give the policy "
+                "the env's grammar and column mode (policy_kwargs grammar=..., columns=...)"
+            )
+        return RowColumnActionHead(n_rows, latent_dim // n_rows, n_actions // n_rows, left_corners)
 
-    action_dist: FactoredMaskableDistribution
+    def _keep_observations(self, extractor: nn.Module, inputs: tuple[dict[str, th.Tensor]]) -> None:
+        """Keep what the actor's extractor reads, for the distribution built next from its features (every path)."""
+        self._observations = inputs[0]
 
     def _get_action_dist_from_latent(self, latent_pi: th.Tensor) -> FactoredMaskableDistribution:  # type: ignore[override]
-        return self.action_dist.proba_distribution(self.action_net(latent_pi), self.action_net)  # type: ignore[arg-type]
+        return self.action_dist.proba_distribution(self.action_net(latent_pi), self.action_net, self._observations)  # type: ignore[arg-type]
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "grammar": self.grammar, "columns": self.columns}
 
 
 class BitMaskDictRolloutBuffer(MaskableDictRolloutBuffer):

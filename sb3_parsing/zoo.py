@@ -18,6 +18,8 @@ rl_zoo3's ``train()`` / ``enjoy()`` / ``record_video``:
 
 The YAML's ``env_kwargs`` and the command line's ``--env-kwargs`` are merged, the command line winning key by key
 (rl_zoo3 alone replaces the whole dict: ``--env-kwargs grammar:...`` would silently drop the config's reward shaping).
+A policy that reads the grammar (``policy_kwargs`` with a ``grammar``, as the ``LinguisticParse-v1`` entry's
+``FactoredMaskableTokenPolicy``) is given the env's grammar and column mode (:func:`env_grammar`).
 
 Defaults added when absent: ``--gym-packages sb3_parsing`` and, for ``train`` / ``optimize``, ``--conf-file`` = the
 config shipped in the package for ``--algo`` (``sb3_parsing/zoo_configs/<algo>.yml``; an algorithm without one is
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import runpy
 import sys
 from collections.abc import Sequence
@@ -42,6 +45,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import optuna
 import rl_zoo3.enjoy
@@ -54,11 +58,14 @@ from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
 from sb3_contrib.common.maskable.utils import get_action_masks
 from stable_baselines3.common.vec_env import VecEnv
 
+from sb3_parsing.env import LinguisticParseEnv
+
 __all__ = [
     "COMMANDS",
     "MaskAwareEvalCallback",
     "MaskAwareTrialEvalCallback",
     "config_path",
+    "env_grammar",
     "main",
     "patch_rl_zoo3",
     "plain_game_env_kwargs",
@@ -250,10 +257,30 @@ _original_preprocess_hyperparams = rl_zoo3.exp_manager.ExperimentManager._prepro
 
 
 def _preprocess_hyperparams(self: rl_zoo3.exp_manager.ExperimentManager, hyperparams: dict[str, Any]) -> Any:
-    """rl_zoo3's, importing a ``rollout_buffer_class`` named in the YAML (rl_zoo3 does it for replay buffers only)."""
+    """
+    rl_zoo3's, importing a ``rollout_buffer_class`` named in the YAML (rl_zoo3 does it for replay buffers only), and
+    giving a policy that reads the grammar (``policy_kwargs`` with ``grammar``) the env's grammar and column mode.
+    """
     if isinstance(hyperparams.get("rollout_buffer_class"), str):
         hyperparams["rollout_buffer_class"] = rl_zoo3.utils.get_class_by_name(hyperparams["rollout_buffer_class"])
-    return _original_preprocess_hyperparams(self, hyperparams)
+    processed = _original_preprocess_hyperparams(self, hyperparams)
+    policy_kwargs = processed[0].get("policy_kwargs")
+    if isinstance(policy_kwargs, dict) and "grammar" in policy_kwargs:
+        policy_kwargs.update(env_grammar(self.env_name.gym_id, self.env_kwargs))
+    return processed
+
+
+def env_grammar(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """
+    The grammar and column mode of a parsing env, as a policy reading the grammar needs them.
+
+    :param env_id: a registered id
+    :param env_kwargs: the kwargs it is made with
+    :return: ``grammar`` and ``columns``: those of ``env_kwargs``, else of the id's registration, else the env's defaults
+    """
+    defaults = inspect.signature(LinguisticParseEnv).parameters
+    given = {**gym.spec(env_id).kwargs, **env_kwargs}
+    return {key: given.get(key, defaults[key].default) for key in ("grammar", "columns")}
 
 
 _original_read_hyperparameters = rl_zoo3.exp_manager.ExperimentManager.read_hyperparameters

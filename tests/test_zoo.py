@@ -232,6 +232,13 @@ def test_a2c_trains_with_a_users_config_and_token_policy(tmp_path):
     assert isinstance(model.policy, TokenPolicy)
 
 
+def test_a_policy_reading_the_grammar_gets_the_envs():
+    assert zoo.env_grammar("LinguisticParse-v1", {}) == {"grammar": "english_v1", "columns": "rules"}
+    assert zoo.env_grammar("LinguisticParse-v0", {}) == {"grammar": "english", "columns": "rules"}
+    given = {"grammar": "my.rules", "columns": "labels", "max_len": 20}
+    assert zoo.env_grammar("LinguisticParse-v1", given) == {"grammar": "my.rules", "columns": "labels"}
+
+
 def test_plain_game_env_kwargs():
     trained = {"grammar": "english", "constituent_bonus": 0.1, "step_penalty": 0.1}
     assert zoo.plain_game_env_kwargs(trained, given=set()) == {"grammar": "english", "split": "test"}
@@ -359,6 +366,7 @@ def test_flagship_config_names_its_bit_mask_rollout_buffer(tmp_path: Path) -> No
     )  # fmt: skip
     model = MaskablePPO.load(_saved_model(tmp_path / "logs", "ppo_mask", "LinguisticParse-v1"))
     assert isinstance(model.policy, FactoredMaskableTokenPolicy)
+    assert (model.policy.grammar, model.policy.columns) == ("english_v1", "rules")
     # --env-kwargs adds to the config's env_kwargs (its reward shaping stays) instead of replacing them
     saved = (tmp_path / "logs" / "ppo_mask" / "LinguisticParse-v1_1" / "LinguisticParse-v1" / "config.yml").read_text()
     env_kwargs = yaml.load(saved, Loader=_ZooArgsLoader)["env_kwargs"]

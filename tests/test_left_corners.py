@@ -1,0 +1,119 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from sb3_contrib import MaskablePPO
+
+import sb3_parsing  # noqa: F401  (registers the env ids)
+from sb3_parsing.grammar import RuleSet
+from sb3_parsing.left_corners import LeftCornerFeatures
+from sb3_parsing.policies import FactoredMaskableTokenPolicy
+
+GRAMMAR = RuleSet.from_text(
+    "%start S\nNP VP => S\nDet N => NP\nDet Adj N => NP\nV NP => VP\nthe => Det\ndog => N\nsees => V\nold => Adj\nold => N\n"
+)
+RULE = {str(rule): i for i, rule in enumerate(GRAMMAR.rules)}
+SMALL_NETWORK = dict(features_extractor_kwargs=dict(embed_dim=16, n_layers=1, n_heads=2, ff_dim=16))
+
+
+def _rows(tokens: list[str], set_columns: list[list[int]], n_columns: int) -> tuple[th.Tensor, th.Tensor]:
+    index = {symbol.name: i for i, symbol in enumerate(GRAMMAR.alphabet) if not symbol.is_label}
+    text = th.zeros(len(tokens), len(GRAMMAR.alphabet))
+    text[th.arange(len(tokens)), th.tensor([index[t] for t in tokens])] = 1.0
+    history = th.zeros(len(tokens), n_columns)
+    for row, columns in enumerate(set_columns):
+        history[row, columns] = 1.0
+    return text, history
+
+
+def test_rule_columns_start_at_their_first_word_or_at_a_set_cell_of_their_first_label() -> None:
+    features = LeftCornerFeatures(GRAMMAR, "rules")
+    text, history = _rows(["the", "old"], [[RULE["the => Det"]], []], len(GRAMMAR.rules))
+    word, corner = features(text, history).unbind(dim=-2)
+    assert word[0].nonzero().flatten().tolist() == [RULE["the => Det"]]
+    assert sorted(word[1].nonzero().flatten().tolist()) == sorted([RULE["old => Adj"], RULE["old => N"]])
+    # "the => Det" set in row 0 makes Det a left corner there: the two NP rules that start with Det
+    assert sorted(corner[0].nonzero().flatten().tolist()) == sorted([RULE["Det N => NP"], RULE["Det Adj N => NP"]])
+    assert not corner[1].any()
+
+
+def test_label_columns_start_where_one_of_their_rules_can() -> None:
+    features = LeftCornerFeatures(GRAMMAR, "labels")
+    label = {name: i for i, name in enumerate(GRAMMAR.labels)}
+    text, history = _rows(["old", "sees"], [[label["Det"]], [label["NP"]]], len(GRAMMAR.labels))
+    word, corner = features(text, history).unbind(dim=-2)
+    assert sorted(word[0].nonzero().flatten().tolist()) == sorted([label["Adj"], label["N"]])
+    assert word[1].nonzero().flatten().tolist() == [label["V"]]
+    assert corner[0].nonzero().flatten().tolist() == [label["NP"]]
+    assert corner[1].nonzero().flatten().tolist() == [label["S"]]
+
+
+@pytest.mark.parametrize("columns", ["rules", "labels"])
+def test_every_cell_of_a_parse_starts_at_its_word_or_at_another_cell_of_the_parse(columns: str) -> None:
+    # A node's first child starts where the node does: a word, or a node whose cell is in the same row of H
+    env = gym.make("LinguisticParse-v0", columns=columns)
+    features = LeftCornerFeatures(env.unwrapped.ruleset, columns)
+    for seed in range(20):
+        obs, _ = env.reset(seed=seed)
+        terminated = False
+        while not terminated:
+            obs, _, terminated, _, _ = env.step(env.unwrapped.expert_action())
+        word, corner = features(th.as_tensor(obs["text"]), th.as_tensor(obs["history"])).unbind(dim=-2)
+        history = th.as_tensor(obs["history"]).bool()
+        assert (word.bool() | corner.bool())[history].all()
+        assert not (word.bool() | corner.bool()).all(), "the features rule cells out"
+
+
+def test_policy_learns_the_weights_of_the_left_corners() -> None:
+    env = gym.make("LinguisticParse-v0", max_steps=16)
+    policy_kwargs = dict(grammar="english", **SMALL_NETWORK)
+    model = MaskablePPO(FactoredMaskableTokenPolicy, env, n_steps=64, batch_size=32, n_epochs=1, policy_kwargs=policy_kwargs)
+    weights = model.policy.action_net.left_corner_weights
+    assert th.equal(weights.detach(), th.zeros(2))
+    model.learn(128)
+    assert (weights.detach() != 0).all()
+    obs, _ = env.reset(seed=0)
+    for _ in range(10):
+        mask = env.unwrapped.action_masks()
+        action, _ = model.predict(obs, action_masks=mask, deterministic=True)
+        assert mask[int(action)]
+        obs, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            break
+
+
+def test_left_corners_reach_the_column_logits() -> None:
+    env = gym.make("LinguisticParse-v0")
+    model = MaskablePPO(FactoredMaskableTokenPolicy, env, n_steps=32, policy_kwargs=dict(grammar="english", **SMALL_NETWORK))
+    obs, _ = env.reset(seed=0)
+    obs_tensor, _ = model.policy.obs_to_tensor(obs)
+    with th.no_grad():
+        model.policy.action_net.left_corner_weights[0] = 50.0  # the token's own words far ahead
+        distribution = model.policy.get_distribution(obs_tensor)
+        action = int(distribution.mode())
+    columns = int(env.unwrapped.n_columns)
+    word, _ = LeftCornerFeatures(env.unwrapped.ruleset)(th.as_tensor(obs["text"]), th.as_tensor(obs["history"])).unbind(-2)
+    assert word[action // columns, action % columns] == 1
+
+
+def test_policy_refuses_another_grammar_than_the_envs_with_how_to_fix() -> None:
+    env = gym.make("LinguisticParse-v0")
+    with pytest.raises(ValueError, match="give the policy the env's grammar"):
+        MaskablePPO(FactoredMaskableTokenPolicy, env, policy_kwargs=dict(grammar="arithmetic"))
+
+
+def test_saved_policy_keeps_its_grammar(tmp_path) -> None:
+    env = gym.make("LinguisticParse-v0")
+    model = MaskablePPO(FactoredMaskableTokenPolicy, env, n_steps=32, policy_kwargs=dict(grammar="english", **SMALL_NETWORK))
+    with th.no_grad():
+        model.policy.action_net.left_corner_weights.copy_(th.tensor([1.5, -0.5]))
+    model.save(tmp_path / "model.zip")
+    loaded = MaskablePPO.load(tmp_path / "model.zip")
+    assert loaded.policy.grammar == "english"
+    assert th.equal(loaded.policy.action_net.left_corner_weights.detach(), th.tensor([1.5, -0.5]))
+    obs, _ = env.reset(seed=4)
+    mask = env.unwrapped.action_masks()
+    assert np.array_equal(
+        model.predict(obs, action_masks=mask, deterministic=True)[0],
+        loaded.predict(obs, action_masks=mask, deterministic=True)[0],
+    )
