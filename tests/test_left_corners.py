@@ -1,3 +1,5 @@
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -69,9 +71,10 @@ def test_policy_learns_the_weights_of_the_left_corners() -> None:
     policy_kwargs = dict(grammar="english", **SMALL_NETWORK)
     model = MaskablePPO(FactoredMaskableTokenPolicy, env, n_steps=64, batch_size=32, n_epochs=1, policy_kwargs=policy_kwargs)
     weights = model.policy.action_net.left_corner_weights
-    assert th.equal(weights.detach(), th.zeros(2))
+    start = th.full((2,), math.log(env.unwrapped.n_columns))
+    assert th.equal(weights.detach(), start)
     model.learn(128)
-    assert (weights.detach() != 0).all()
+    assert (weights.detach() != start).all()
     obs, _ = env.reset(seed=0)
     for _ in range(10):
         mask = env.unwrapped.action_masks()

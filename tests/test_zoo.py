@@ -79,7 +79,8 @@ def test_shipped_configs(algo):
     assert (ROOT / "zoo_configs" / f"{algo}.yml").resolve() == path.resolve(), "zoo_configs/ must be the shipped configs"
     config = yaml.safe_load(path.read_text())
     assert "LinguisticParse-v0" in config
-    for entry in config.values():
+    for env_id, entry in config.items():
+        assert env_id in sb3_parsing.TASKS or env_id == "LinguisticParseGoal-v0", f"{env_id} is not a registered id"
         assert list(entry)[:2] == ["n_timesteps", "policy"]
         assert "is_success" in entry["monitor_kwargs"]
         assert entry["callback"] == "sb3_parsing.callbacks.ParseMetricsCallback"
