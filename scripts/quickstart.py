@@ -13,7 +13,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 import sb3_parsing  # noqa: F401  (registers LinguisticParse-v0)
 from sb3_parsing.evaluation import ExpertPlayer, ModelPlayer, TopDownPlayer, evaluate_player
-from sb3_parsing.policies import MaskableTokenPolicy
+from sb3_parsing.policies import BitMaskDictRolloutBuffer, FactoredMaskableTokenPolicy
 
 # The settings of the shipped sb3_parsing/zoo_configs/ppo_mask.yml (tests/test_zoo.py checks that they agree; also
 # used by compare_policies.py). Each new cell of a parse earns what a step costs, so only wasted attempts cost: the
@@ -37,15 +37,16 @@ def main() -> None:
 
     train_env = make_vec_env("LinguisticParse-v0", n_envs=N_ENVS, seed=args.seed, env_kwargs=SHAPING)
     model = MaskablePPO(
-        MaskableTokenPolicy,
+        FactoredMaskableTokenPolicy,
         train_env,
         **MASKABLE_PPO_KWARGS,
-        policy_kwargs=dict(features_extractor_kwargs=TRANSFORMER_KWARGS),
+        policy_kwargs=dict(grammar="english", features_extractor_kwargs=TRANSFORMER_KWARGS),
+        rollout_buffer_class=BitMaskDictRolloutBuffer,
         seed=args.seed,
     )
     sentences, ruleset = (train_env.get_attr(name, indices=0)[0] for name in ("sentences", "ruleset"))
     print(
-        f"Training MaskablePPO (MaskableTokenPolicy, the ppo_mask.yml settings) on LinguisticParse-v0 ({ruleset.name} "
+        f"Training MaskablePPO (FactoredMaskableTokenPolicy, the ppo_mask.yml settings) on LinguisticParse-v0 ({ruleset.name} "
         f"grammar, {len(sentences)} training sentences): {args.steps:,} steps on {N_ENVS} envs, seed {args.seed}; then a "
         "greedy evaluation on held-out sentences",
         flush=True,

@@ -316,12 +316,15 @@ def test_learning_curves_figure_shows_curves_at_zero_and_plain_ticks(tmp_path):
 def test_quickstart_uses_the_shipped_ppo_mask_settings():
     quickstart = _load_script("quickstart")
     entry = yaml.safe_load(zoo.config_path("ppo_mask").read_text())["LinguisticParse-v0"]
-    assert entry["policy"] == "sb3_parsing.policies.MaskableTokenPolicy"
+    assert entry["policy"] == "sb3_parsing.policies.FactoredMaskableTokenPolicy"
+    assert entry["rollout_buffer_class"] == "sb3_parsing.policies.BitMaskDictRolloutBuffer"
     assert entry["n_envs"] == quickstart.N_ENVS and entry["env_kwargs"] == quickstart.SHAPING
     for key, value in quickstart.MASKABLE_PPO_KWARGS.items():
         assert float(entry[key]) == value, f"quickstart's {key}={value}, ppo_mask.yml's {entry[key]}"
     expected = eval(entry["policy_kwargs"])  # the string rl_zoo3 evaluates
-    assert expected == {"features_extractor_kwargs": quickstart.TRANSFORMER_KWARGS}
+    assert expected == {"grammar": "english", "features_extractor_kwargs": quickstart.TRANSFORMER_KWARGS}
+    source = (ROOT / "scripts" / "quickstart.py").read_text()
+    assert "FactoredMaskableTokenPolicy," in source and 'grammar="english"' in source and "BitMaskDictRolloutBuffer," in source
 
 
 def test_package_types_reach_a_users_mypy(tmp_path):
