@@ -1,12 +1,13 @@
 """
 Length generalization of MaskablePPO on LinguisticParse-v0: train on sentences of at most 12 tokens, evaluate on longer.
 
-Each run trains ``MaskableTokenPolicy`` with the hyperparameters and shaping of the shipped ``ppo_mask.yml`` on
+Each run trains ``MaskableTokenPolicy`` (``FactoredMaskableTokenPolicy`` for the variant with the grammar's left corners,
+the shipped policy) with the hyperparameters and shaping of the shipped ``ppo_mask.yml`` on
 ``LinguisticParse-v0`` with ``max_len=12`` and ``obs_len=24`` (rows 13 to 24 are padding in training), then plays
 greedily the held-out sentences of 3 to 12 tokens (``split="test"``) and sentences sampled from the grammar in the
 buckets 13-16, 17-20 and 21-24 tokens (never trained on: they are longer than any training sentence), each bucket
 with the step limit of the plain game (4 actions per token of the bucket's longest sentence). Only the features
-extractor's positional encoding changes between variants::
+extractor's positional encoding (and for ``factored_left_corners`` the policy) changes between variants::
 
     python scripts/length_generalization.py --variants sinusoidal relative_keys_boundaries --seeds 1 2 3 \\
         --json docs/results/length_generalization.json
@@ -30,7 +31,7 @@ import sb3_parsing  # noqa: F401  (registers LinguisticParse-v0)
 from quickstart import MASKABLE_PPO_KWARGS, SHAPING  # scripts/ is on sys.path when a script in it runs
 from sb3_parsing.corpus import sample_sentences
 from sb3_parsing.evaluation import ModelPlayer, evaluate_player
-from sb3_parsing.policies import MaskableTokenPolicy
+from sb3_parsing.policies import FactoredMaskableTokenPolicy, MaskableTokenPolicy
 
 ENV_ID = "LinguisticParse-v0"
 TRAIN_MAX_LEN, OBS_LEN = 12, 24
@@ -43,6 +44,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "relative_keys": dict(features_extractor_kwargs=dict(_TRANSFORMER, positional_encoding="relative_keys")),
     "relative_keys_boundaries": dict(
         features_extractor_kwargs=dict(_TRANSFORMER, positional_encoding="relative_keys", mark_boundaries=True)
+    ),
+    # The shipped ppo_mask.yml policy: relative_keys_boundaries features, a row then a column, the grammar's left corners
+    "factored_left_corners": dict(
+        grammar="english",
+        features_extractor_kwargs=dict(_TRANSFORMER, positional_encoding="relative_keys", mark_boundaries=True),
     ),
 }
 
@@ -74,7 +80,9 @@ def evaluate(model: MaskablePPO, sets: dict[str, list[tuple[str, ...]]]) -> dict
 def train(variant: str, seed: int, steps: int) -> tuple[MaskablePPO, float]:
     """Train MaskablePPO with the shipped hyperparameters; return the model and the training minutes."""
     env = make_vec_env(ENV_ID, n_envs=8, seed=seed, env_kwargs=dict(SHAPING, max_len=TRAIN_MAX_LEN, obs_len=OBS_LEN))
-    model = MaskablePPO(MaskableTokenPolicy, env, **MASKABLE_PPO_KWARGS, policy_kwargs=VARIANTS[variant], seed=seed)
+    policy_kwargs = VARIANTS[variant]
+    policy = FactoredMaskableTokenPolicy if "grammar" in policy_kwargs else MaskableTokenPolicy
+    model = MaskablePPO(policy, env, **MASKABLE_PPO_KWARGS, policy_kwargs=policy_kwargs, seed=seed)
     start = time.perf_counter()
     model.learn(steps)
     return model, (time.perf_counter() - start) / 60
