@@ -1,7 +1,8 @@
 """
 What a MaskablePPO update costs with many cells: the flat token policy (``MaskableTokenPolicy``, a softmax over every
-cell) against the factored one (``FactoredMaskableTokenPolicy``, a row then a column), on the ``ppo_mask.yml``
-settings of each env id (8 envs, ``n_steps`` 128, ``batch_size`` 256, bit masks), torch on one thread.
+cell) against the factored one (``FactoredMaskableTokenPolicy``, a row then a column, with the grammar's left corners),
+on the ``ppo_mask.yml`` settings of each env id (8 envs, ``n_steps`` 128, ``batch_size`` 256, bit masks), torch on one
+thread.
 
 For each env id and policy: env steps per second over ``--steps`` steps after a warm-up rollout, split into rollout
 (env steps, masks, forward passes) and update (the PPO epochs). Then, on one minibatch of v1's shape, the
@@ -30,7 +31,7 @@ from stable_baselines3.common.env_util import make_vec_env
 import sb3_parsing  # noqa: F401  (registers the env ids)
 from sb3_parsing.extractors import TokenTransformerExtractor
 from sb3_parsing.policies import FactoredMaskableTokenPolicy, MaskableTokenPolicy
-from sb3_parsing.zoo import config_path
+from sb3_parsing.zoo import config_path, env_grammar
 
 POLICIES = {"flat": MaskableTokenPolicy, "factored": FactoredMaskableTokenPolicy}
 _PPO_ARGUMENTS = ("n_steps", "batch_size", "n_epochs", "learning_rate", "ent_coef", "gamma")
@@ -76,6 +77,9 @@ def time_training(env_id: str, policy: str, steps: int) -> dict[str, Any]:
     :return: the row of the table
     """
     n_envs, env_kwargs, kwargs = zoo_settings(env_id)
+    # The left corners read the env's grammar (as sb3_parsing.zoo gives it); the flat policy has none
+    grammar = env_grammar(env_id, env_kwargs) if policy == "factored" else {}
+    kwargs["policy_kwargs"] = {**{k: v for k, v in kwargs["policy_kwargs"].items() if k != "grammar"}, **grammar}
     env = make_vec_env(env_id, n_envs=n_envs, env_kwargs=env_kwargs, seed=0)
     model = MaskablePPO(POLICIES[policy], env, seed=0, **kwargs)
     warm_up = kwargs["n_steps"] * n_envs

@@ -25,3 +25,18 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     assert results["single_env"]["parse_steps_per_s"] > 0
     assert [row["n_envs"] for row in results["vec_env"]] == [1, 16]
     assert "| N envs |" in completed.stdout
+
+
+def test_policy_benchmark_times_both_policies_and_both_first_layers(tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("benchmark_policy", SCRIPT.parent / "benchmark_policy.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for policy in module.POLICIES:
+        row = module.time_training("LinguisticParse-v0", policy, steps=256)
+        assert row["policy"] == policy and row["steps"] >= 256 and row["steps_per_second"] > 0
+        assert 0 < row["rollout_share"] < 1
+    layer = module.time_first_layer("LinguisticParse-v0", batch_size=8, repeats=1)
+    assert layer["dense_seconds"] > 0 and layer["sparse_seconds"] > 0
