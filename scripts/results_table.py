@@ -81,8 +81,8 @@ def results_table(paths: list[Path]) -> str:
         "|---|---|" + "---:|" * len(metrics),
     ]
     names = ", ".join(path.name for path in paths)
-    spread = [f"{len(runs)} runs: {names}; mean ± std (min-max) over runs", *header]
-    iqm = ["", f"IQM over the {len(runs)} runs [95% stratified-bootstrap CI] (rliable)", *header]
+    spread = [f"{len(runs)} runs: {names}; mean ± std (min-max) over runs", "", *header]
+    iqm = ["", f"IQM over the {len(runs)} runs [95% stratified-bootstrap CI] (rliable)", "", *header]
     for split, players in runs[0]["results"].items():
         for player in players:
             spread_cells, iqm_cells = [], []
