@@ -11,6 +11,7 @@ draws a row, then a column of that row, and scores only the rows it draws
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,9 @@ class RowColumnActionHead(nn.Module):
         return logits + (self.left_corner_weights.unsqueeze(-1) * features).sum(dim=-2)
 
 
-def _token_head(n_rows: int, latent_dim: int, n_actions: int, head_class: type[nn.Module] = TokenActionHead) -> nn.Module:
+def _token_head(
+    n_rows: int, latent_dim: int, n_actions: int, head_class: Callable[..., nn.Module] = TokenActionHead
+) -> nn.Module:
     """A token head for a latent of ``latent_dim`` features, or an error saying how to get one."""
     if latent_dim % n_rows or n_actions % n_rows:
         raise ValueError(
@@ -254,6 +257,7 @@ class FactoredMaskableDistribution(MaskableDistribution):
         self.tokens: th.Tensor | None = None
         self.head: RowColumnActionHead | None = None
         self.observations: dict[str, th.Tensor] | None = None
+        self.row_logits: th.Tensor | None = None
         self.masks: th.Tensor | None = None
         self.row_log_probs: th.Tensor | None = None
         self._rows: th.Tensor | None = None
@@ -274,7 +278,8 @@ class FactoredMaskableDistribution(MaskableDistribution):
         :param observations: the observations (``text`` and ``history``), for a head with left corners
         """
         self.tokens, self.head, self.observations, self.masks, self._rows = tokens, head, observations, None, None
-        self.row_log_probs = th.log_softmax(head.row(tokens).squeeze(-1), dim=-1)
+        self.row_logits = head.row(tokens).squeeze(-1)
+        self.row_log_probs = th.log_softmax(self.row_logits, dim=-1)
         return self
 
     def apply_masking(self, masks: MaybeMasks) -> None:
@@ -282,8 +287,8 @@ class FactoredMaskableDistribution(MaskableDistribution):
         :param masks: allowed cells (True), ``(batch, n_rows * n_columns)``; ``None`` removes any masking. A batch item
             that allows no cell is left unmasked.
         """
-        assert self.tokens is not None and self.head is not None, "call proba_distribution() first"
-        row_logits = self.head.row(self.tokens).squeeze(-1)
+        assert self.tokens is not None and self.row_logits is not None, "call proba_distribution() first"
+        row_logits = self.row_logits
         if masks is None:
             self.masks = None
         else:
@@ -415,9 +420,8 @@ class FactoredMaskableTokenPolicy(MaskableTokenPolicy):
             self.pi_features_extractor.register_forward_pre_hook(self._keep_observations)  # type: ignore[attr-defined]
 
     def _make_action_head(self, n_rows: int, latent_dim: int, n_actions: int) -> nn.Module:
-        head = _token_head(n_rows, latent_dim, n_actions, RowColumnActionHead)
         if self.grammar is None:
-            return head
+            return _token_head(n_rows, latent_dim, n_actions, RowColumnActionHead)
         left_corners = LeftCornerFeatures(load_grammar(self.grammar), self.columns)
         widths = (self.observation_space["text"].shape[1], n_actions // n_rows)  # type: ignore[index]
         if (left_corners.alphabet_size, left_corners.n_columns) != widths:
@@ -426,7 +430,7 @@ class FactoredMaskableTokenPolicy(MaskableTokenPolicy):
                 f"symbols and {left_corners.n_columns} columns, the env {widths[0]} and {widths[1]}: give the policy "
                 "the env's grammar and column mode (policy_kwargs grammar=..., columns=...)"
             )
-        return RowColumnActionHead(n_rows, latent_dim // n_rows, n_actions // n_rows, left_corners)
+        return _token_head(n_rows, latent_dim, n_actions, partial(RowColumnActionHead, left_corners=left_corners))
 
     def _keep_observations(self, extractor: nn.Module, inputs: tuple[dict[str, th.Tensor]]) -> None:
         """Keep what the actor's extractor reads, for the distribution built next from its features (every path)."""
