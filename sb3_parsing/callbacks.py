@@ -5,7 +5,7 @@ from collections import deque
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-__all__ = ["ParseMetricsCallback"]
+__all__ = ["LengthCurriculumCallback", "ParseMetricsCallback"]
 
 
 class ParseMetricsCallback(BaseCallback):
@@ -57,3 +57,45 @@ class ParseMetricsCallback(BaseCallback):
             if self.solved_ratios:
                 self.logger.record("rollout/solved_attempts_per_min_actions", float(np.mean(self.solved_ratios)))
         return True
+
+
+class LengthCurriculumCallback(BaseCallback):
+    """
+    Short sentences first: the longest sentence the training envs draw grows one token at a time from ``start_len``
+    to their ``max_len`` over the first ``fraction`` of training, through ``env.limit_lengths`` (and is logged as
+    ``curriculum/max_len``). On short sentences a sparse goal is reached by exploration, so the agent meets the real
+    goal (the root) early, then on ever longer spans.
+
+    From an rl_zoo3 YAML: ``callback: [{sb3_parsing.callbacks.LengthCurriculumCallback: {start_len: 4}}]``.
+
+    :param start_len: the longest sentence drawn at the start
+    :param fraction: the share of ``total_timesteps`` after which every length is drawn
+    :param verbose: verbosity level
+    """
+
+    def __init__(self, start_len: int = 4, fraction: float = 0.5, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        if start_len < 1 or not 0.0 < fraction <= 1.0:
+            raise ValueError(f"need start_len >= 1 and 0 < fraction <= 1, got start_len={start_len}, fraction={fraction}")
+        self.start_len = start_len
+        self.fraction = fraction
+        self._max_len = 0
+        self._limit: int | None = None
+        self._end_steps = 0
+
+    def _on_training_start(self) -> None:
+        self._max_len = max(self.training_env.get_attr("max_len"))
+        self._end_steps = max(1, int(self.fraction * self.locals["total_timesteps"]))
+        self._update()
+
+    def _on_step(self) -> bool:
+        self._update()
+        return True
+
+    def _update(self) -> None:
+        growth = max(0, self._max_len - self.start_len)
+        limit = min(self._max_len, self.start_len + int(growth * self.num_timesteps / self._end_steps))
+        if limit != self._limit:
+            self._limit = limit
+            self.training_env.env_method("limit_lengths", None if limit >= self._max_len else limit)
+            self.logger.record("curriculum/max_len", limit)

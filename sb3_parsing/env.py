@@ -201,6 +201,7 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self.trees: list[str] | None = [tree_string(s.tree) for s in kept] if target == "tree" else None
         self._targets: dict[str, Target] = {}
         self._origins = origins  # where each given sentence was read, for the errors of sentences parsed late
+        self._drawable: np.ndarray | None = None  # the sentences reset draws from, all when None (limit_lengths)
 
         self.split = split
         self.obs_len = obs_len
@@ -274,7 +275,8 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         if options and ("sentence" in options or "tree" in options):
             tokens, tree = self._given_sentence(options)
         else:
-            index = int(self.np_random.integers(len(self.sentences)))
+            drawable = self._drawable
+            index = int(self.np_random.integers(len(self.sentences)) if drawable is None else self.np_random.choice(drawable))
             tokens, tree = self.sentences[index], None if self.trees is None else self.trees[index]
         analysis = self._analyze(tokens)
         target = Target() if tree is None else self._target(tree)
@@ -288,6 +290,24 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self._started = True
         self._render_frame()
         return self._observation(), self.info()
+
+    def limit_lengths(self, max_tokens: int | None) -> None:
+        """
+        From the next reset on, draw only the split's sentences of at most ``max_tokens`` tokens (a length
+        curriculum: :class:`~sb3_parsing.callbacks.LengthCurriculumCallback`); ``None`` draws from all of them again.
+
+        :param max_tokens: the longest sentence drawn, or ``None``
+        """
+        if max_tokens is None:
+            self._drawable = None
+            return
+        drawable = np.flatnonzero(np.array([len(tokens) for tokens in self.sentences]) <= max_tokens)
+        if not len(drawable):
+            shortest = min(len(tokens) for tokens in self.sentences)
+            raise ValueError(
+                f"no sentence of the {self.split!r} split has {max_tokens} tokens or fewer (the shortest has {shortest})"
+            )
+        self._drawable = drawable
 
     def _analyze(self, tokens: tuple[str, ...]) -> SentenceAnalysis:
         """The oracle's analysis of a sentence of the pool; a sentence without a parse is named with its origin."""

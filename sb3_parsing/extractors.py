@@ -5,7 +5,9 @@ Every key of the ``spaces.Dict`` observation is a ``Box`` of shape ``(L, k)`` wh
 token ``m``; the extractors concatenate the keys row by row (in sorted key order) into ``(batch, L, sum k)``
 and treat the result as a sentence of ``L`` tokens. A row is real iff its ``text`` row is nonzero; padding
 rows are zeroed before any layer that mixes rows and are left out of pooling, so whatever the environment
-writes in them never reaches the features.
+writes in them never reaches the features. The goals of a goal env (:data:`GOAL_KEYS`) are read as
+:func:`goal_spans` views: each token sees whether it is inside, the first or the last token of a goal
+constituent of each label.
 
 Use them with SB3's ``MultiInputPolicy``::
 
@@ -26,7 +28,10 @@ from stable_baselines3.common.type_aliases import TensorDict
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["TokenConvExtractor", "TokenMLPExtractor", "TokenTransformerExtractor"]
+__all__ = ["GOAL_KEYS", "TokenConvExtractor", "TokenMLPExtractor", "TokenTransformerExtractor", "goal_spans"]
+
+#: The keys of a goal env's observation (:class:`~sb3_parsing.wrappers.LinguisticParseGoalEnv`) read as span views
+GOAL_KEYS = ("achieved_goal", "desired_goal")
 
 _POOLINGS = ("mean", "max", "mean_max", "tokens")
 # Rows at least this wide are embedded as a sparse product: below it, the dense one is as fast (a 256 x 24-row batch,
@@ -74,6 +79,34 @@ def _token_layout(observation_space: gym.Space) -> tuple[list[str], int, int]:
     return keys, n_rows, token_dim
 
 
+def _span_pattern(n_rows: int) -> th.Tensor:
+    """
+    ``pattern[start, length - 1, m]``: whether row ``m`` is inside, the first or the last row of the span
+    ``[start, start + length)``, shape ``(L, L, L, 3)``.
+    """
+    start, last, row = th.meshgrid(th.arange(n_rows), th.arange(n_rows), th.arange(n_rows), indexing="ij")
+    end = start + last
+    return th.stack([(start <= row) & (row <= end), row == start, row == end], dim=-1).float()
+
+
+def goal_spans(goal: th.Tensor, mask: th.Tensor, pattern: th.Tensor) -> th.Tensor:
+    """
+    A goal in the layout of :func:`~sb3_parsing.wrappers.encode_constituents` (row ``m``: the constituents that start
+    at ``m``, one bit per (label, length)) seen from every row: ``view[m, label]`` holds whether row ``m`` is inside,
+    the first or the last token of a constituent of that label in the goal. The root ``(0, n, S)`` marks every token
+    "inside an S", a relabeled NP over tokens 3-4 marks those two: each token reads the goal's span and label, and
+    the same weights read goals of any length, on any number of rows.
+
+    :param goal: (batch, L, n_labels * L) goal rows
+    :param mask: (batch, L) real rows; bits in other rows (padding, junk, NaN) are dropped
+    :param pattern: :func:`_span_pattern` of ``L`` rows
+    :return: (batch, L, n_labels * 3), each value 0 or 1
+    """
+    batch, n_rows, width = goal.shape
+    bits = goal.masked_fill(~mask.unsqueeze(-1), 0.0).view(batch, n_rows, width // n_rows, n_rows)
+    return th.einsum("bskn,snmc->bmkc", bits, pattern).clamp(max=1.0).flatten(start_dim=2)
+
+
 def _check_positive(**values: int) -> None:
     for name, value in values.items():
         if value < 1:
@@ -91,21 +124,46 @@ class _TokenExtractor(BaseFeaturesExtractor):
         concatenated), or "tokens": no pooling, the rows side by side with padding zeroed and ``features_dim``
         ignored (``L * embed_dim`` features), for a policy that scores each cell ``(position, column)`` from its
         row, as :mod:`sb3_parsing.policies` does
+    :param goal_spans: read the :data:`GOAL_KEYS` of a goal env as :func:`goal_spans` views (``3 * n_labels``
+        features per row) rather than as their raw rows (``n_labels * L``, one bit per (label, length) at the start)
     """
 
-    def __init__(self, observation_space: gym.Space, features_dim: int, embed_dim: int, pooling: str) -> None:
+    span_pattern: th.Tensor  # a buffer, with goal keys read as span views
+
+    def __init__(
+        self, observation_space: gym.Space, features_dim: int, embed_dim: int, pooling: str, goal_spans: bool
+    ) -> None:
         keys, n_rows, token_dim = _token_layout(observation_space)
         _check_positive(features_dim=features_dim, embed_dim=embed_dim)
+        span_keys = [key for key in keys if goal_spans and key in GOAL_KEYS]
+        for key in span_keys:
+            width = observation_space[key].shape[1]  # type: ignore[index]
+            if width % n_rows:
+                raise ValueError(
+                    f"goal_spans reads '{key}' in the layout of encode_constituents, n_labels * L = n_labels * {n_rows} "
+                    f"columns, got {width}: pass goal_spans=False to read it as plain rows"
+                )
+            token_dim += 3 * (width // n_rows) - width
         if pooling not in _POOLINGS:
             raise ValueError(f"pooling must be one of {_POOLINGS}, got {pooling!r}")
         # "tokens" keeps one feature vector per row, side by side: the features are (batch, L * embed_dim)
         super().__init__(observation_space, n_rows * embed_dim if pooling == "tokens" else features_dim)
         self.keys = keys
+        self.span_keys = span_keys
         self.n_rows = n_rows
         self.token_dim = token_dim
         self.pooling = pooling
         pooled_dim = 2 * embed_dim if pooling == "mean_max" else embed_dim
         self.head = nn.Identity() if pooling == "tokens" else nn.Sequential(nn.Linear(pooled_dim, features_dim), nn.ReLU())
+        if self.span_keys:
+            self.register_buffer("span_pattern", _span_pattern(n_rows), persistent=False)
+
+    def _key_rows(self, observations: TensorDict, mask: th.Tensor) -> dict[str, th.Tensor]:
+        """Each key's rows as the network reads them: goal keys as span views with ``goal_spans``."""
+        rows = {key: observations[key] for key in self.keys}
+        for key in self.span_keys:
+            rows[key] = goal_spans(rows[key], mask, self.span_pattern)
+        return rows
 
     def _tokens(self, observations: TensorDict) -> tuple[th.Tensor, th.Tensor]:
         """
@@ -113,7 +171,7 @@ class _TokenExtractor(BaseFeaturesExtractor):
         :return: token rows (batch, L, token_dim) with padding rows zeroed, and the real-row mask (batch, L)
         """
         mask = observations["text"].ne(0).any(dim=-1)
-        tokens = th.cat([observations[key] for key in self.keys], dim=-1)
+        tokens = th.cat(list(self._key_rows(observations, mask).values()), dim=-1)
         # masked_fill rather than a product, so that junk such as NaN in padding rows cannot leak either
         return tokens.masked_fill(~mask.unsqueeze(-1), 0.0), mask
 
@@ -140,8 +198,8 @@ class _TokenExtractor(BaseFeaturesExtractor):
         mask = observations["text"].ne(0).any(dim=-1)
         real_rows = linear.weight.new_zeros((int(mask.sum()), linear.out_features))
         start = 0
-        for key in self.keys:
-            rows = observations[key][mask]
+        for key_rows in self._key_rows(observations, mask).values():
+            rows = key_rows[mask]
             weight = linear.weight[:, start : start + rows.shape[-1]]
             real_rows = real_rows + th.sparse.mm(rows.to_sparse(), weight.t())
             start += rows.shape[-1]
@@ -178,6 +236,7 @@ class TokenMLPExtractor(_TokenExtractor):
     :param embed_dim: Width of the hidden layers of the per-token MLP
     :param n_layers: Number of Linear + ReLU layers of the per-token MLP
     :param pooling: "mean", "max", "mean_max" (both, concatenated) over real rows only, or "tokens" (rows side by side)
+    :param goal_spans: read a goal env's goals as span views (see :class:`_TokenExtractor`)
     """
 
     def __init__(
@@ -187,9 +246,10 @@ class TokenMLPExtractor(_TokenExtractor):
         embed_dim: int = 64,
         n_layers: int = 2,
         pooling: str = "mean_max",
+        goal_spans: bool = True,
     ) -> None:
         _check_positive(n_layers=n_layers)
-        super().__init__(observation_space, features_dim, embed_dim, pooling)
+        super().__init__(observation_space, features_dim, embed_dim, pooling, goal_spans)
         layers: list[nn.Module] = []
         in_dim = self.token_dim
         for _ in range(n_layers):
@@ -214,6 +274,7 @@ class TokenConvExtractor(_TokenExtractor):
     :param n_layers: Number of Conv1d + ReLU layers
     :param kernel_size: Odd number of neighbouring tokens each convolution reads ("same" padding keeps L rows)
     :param pooling: "mean", "max", "mean_max" (both, concatenated) over real rows only, or "tokens" (rows side by side)
+    :param goal_spans: read a goal env's goals as span views (see :class:`_TokenExtractor`)
     """
 
     def __init__(
@@ -224,11 +285,12 @@ class TokenConvExtractor(_TokenExtractor):
         n_layers: int = 2,
         kernel_size: int = 3,
         pooling: str = "mean_max",
+        goal_spans: bool = True,
     ) -> None:
         _check_positive(n_layers=n_layers, kernel_size=kernel_size)
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd, so that each token is the centre of its window, got {kernel_size}")
-        super().__init__(observation_space, features_dim, embed_dim, pooling)
+        super().__init__(observation_space, features_dim, embed_dim, pooling, goal_spans)
         channels = [self.token_dim] + [embed_dim] * n_layers
         self.convs = nn.ModuleList(
             nn.Conv1d(in_channels, out_channels, kernel_size, padding="same")
@@ -271,6 +333,7 @@ class TokenTransformerExtractor(_TokenExtractor):
     :param mark_boundaries: add a trained vector to the first real row and another to the last: where the sentence
         starts and ends, which relative positions do not say, whatever its length
     :param pooling: "mean", "max", "mean_max" (both, concatenated) over real rows only, or "tokens" (rows side by side)
+    :param goal_spans: read a goal env's goals as span views (see :class:`_TokenExtractor`)
     """
 
     def __init__(
@@ -286,6 +349,7 @@ class TokenTransformerExtractor(_TokenExtractor):
         max_distance: int = 8,
         mark_boundaries: bool = False,
         pooling: str = "mean_max",
+        goal_spans: bool = True,
     ) -> None:
         _check_positive(n_layers=n_layers, n_heads=n_heads, ff_dim=ff_dim, max_distance=max_distance)
         if embed_dim % n_heads != 0:
@@ -294,7 +358,7 @@ class TokenTransformerExtractor(_TokenExtractor):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if positional_encoding not in _POSITIONAL_ENCODINGS:
             raise ValueError(f"positional_encoding must be one of {_POSITIONAL_ENCODINGS}, got {positional_encoding!r}")
-        super().__init__(observation_space, features_dim, embed_dim, pooling)
+        super().__init__(observation_space, features_dim, embed_dim, pooling, goal_spans)
         self.embed = nn.Linear(self.token_dim, embed_dim)
         self.boundaries = nn.Parameter(0.02 * th.randn(2, embed_dim)) if mark_boundaries else None
         self.relative = positional_encoding.startswith("relative")

@@ -2,17 +2,19 @@
 Does hindsight relabeling earn its place? DQN with constituent relabeling, with SB3's plain ``HerReplayBuffer``, and
 without relabeling, on the same sparse goal env.
 
-Every run trains DQN with the hyperparameters of the shipped ``zoo_configs/dqn.yml`` entry ``LinguisticParseGoal-v0``
-(policy, learning rate, gamma, network...) on ``LinguisticParseGoal-v0`` (the default task unless ``--env-kwargs``;
-the reward is ``compute_reward`` alone: -1 per attempt until the root is derived, no shaping), for the same number of
-env steps and seeds; only the replay buffer differs:
+Every run trains DQN with the hyperparameters and callbacks of the shipped ``zoo_configs/dqn.yml`` entry
+``LinguisticParseGoal-v0`` (policy, learning rate, gamma, network...; ``--config`` reads another file) on
+``LinguisticParseGoal-v0`` (the default task unless ``--env-kwargs``; the reward is ``compute_reward`` alone: -1 per
+attempt until the root is derived, no shaping), for the same number of env steps and seeds; only the replay buffer
+differs:
 
 - ``constituent``: :class:`~sb3_parsing.her.ConstituentHerReplayBuffer`, one achieved constituent of a future step;
 - ``her``: SB3's ``HerReplayBuffer`` ("future"), the whole achieved set of a future step;
 - ``none``: SB3's ``DictReplayBuffer``, no relabeling.
 
 Each agent is evaluated during training on held-out sentences (``split="test"``, never trained on), greedy, with the
-real goal only (the root): success rate and attempts / ``min_actions``. With ``--lock``, each run holds an exclusive
+real goal only (the root): success rate and attempts / ``min_actions``, and at the end the success on the
+sentences of each length. With ``--lock``, each run holds an exclusive
 ``flock`` on that file while it trains (one training at a time on a shared machine).
 
     python scripts/her_vs_no_her.py --steps 100000 --seeds 0 1 2 --output docs/results/her_vs_no_her.json \\
@@ -34,10 +36,10 @@ import gymnasium as gym
 import numpy as np
 import torch as th
 import yaml
-from rl_zoo3.utils import get_class_by_name, linear_schedule
+from rl_zoo3.utils import get_callback_list, get_class_by_name, linear_schedule
 from stable_baselines3 import DQN, HerReplayBuffer
 from stable_baselines3.common.buffers import DictReplayBuffer
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 
 import sb3_parsing  # noqa: F401  (registers the env ids)
@@ -57,7 +59,8 @@ def zoo_hyperparameters(path: Path = CONFIG) -> tuple[Any, int, dict[str, Any], 
     The DQN settings of the ``LinguisticParseGoal-v0`` entry of an rl_zoo3 config, read as rl_zoo3 reads them.
 
     :param path: the YAML file
-    :return: the policy class, ``n_envs``, the env kwargs and the DQN keyword arguments (without the replay buffer)
+    :return: the policy class, ``n_envs``, the env kwargs and the DQN keyword arguments (without the replay buffer);
+        the entry's callbacks come from :func:`zoo_callbacks`
     """
     entry = yaml.safe_load(path.read_text())[GOAL_ID]
     kwargs = {key: value for key, value in entry.items() if key not in _NOT_DQN_ARGUMENTS + _BUFFER_KEYS}
@@ -66,6 +69,15 @@ def zoo_hyperparameters(path: Path = CONFIG) -> tuple[Any, int, dict[str, Any], 
     if isinstance(kwargs.get("policy_kwargs"), str):
         kwargs["policy_kwargs"] = eval(kwargs["policy_kwargs"], {"get_class_by_name": get_class_by_name})
     return get_class_by_name(entry["policy"]), entry.get("n_envs", 1), entry.get("env_kwargs", {}), kwargs
+
+
+def zoo_callbacks(path: Path = CONFIG) -> list[BaseCallback]:
+    """
+    The callbacks of the ``LinguisticParseGoal-v0`` entry of an rl_zoo3 config (a length curriculum, metrics), new.
+
+    :param path: the YAML file
+    """
+    return get_callback_list(yaml.safe_load(path.read_text())[GOAL_ID])
 
 
 def buffer_arguments(buffer: str, n_sampled_goal: int, constituent: str) -> dict[str, Any]:
@@ -134,7 +146,7 @@ def run(buffer: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     :param seed: seed of the envs, the agent and torch
     :param args: the command line
     """
-    policy, n_envs, zoo_env_kwargs, hyperparameters = zoo_hyperparameters()
+    policy, n_envs, zoo_env_kwargs, hyperparameters = zoo_hyperparameters(args.config)
     env_kwargs = {**zoo_env_kwargs, **args.env_kwargs}
     env = make_vec_env(GOAL_ID, n_envs=n_envs, seed=seed, env_kwargs=dict(env_kwargs, split="train"))
     test_env = gym.make(GOAL_ID, **dict(env_kwargs, split="test"))
@@ -151,7 +163,7 @@ def run(buffer: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     callback = _EvalCallback(test_env, sentences, max(1, args.steps // args.eval_points))
     with _locked(args.lock):
         start = time.perf_counter()
-        model.learn(args.steps, callback=callback)
+        model.learn(args.steps, callback=CallbackList([*zoo_callbacks(args.config), callback]))
         seconds = time.perf_counter() - start
     if not callback.curve or callback.curve[-1]["steps"] != model.num_timesteps:
         callback.evaluate()
@@ -160,7 +172,17 @@ def run(buffer: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         "seed": seed,
         "seconds": seconds,
         **callback.curve[-1],
+        "success_by_length": success_by_length(test_env, model, sentences),
         "curve": callback.curve,
+    }
+
+
+def success_by_length(env: gym.Env, model: DQN, sentences: list[tuple[str, ...]]) -> dict[str, float]:
+    """Held-out success of ``model`` on the sentences of each length (a Q-function that only reaches short roots)."""
+    lengths = sorted({len(sentence) for sentence in sentences})
+    return {
+        str(length): evaluate_player(env, ModelPlayer(model), [s for s in sentences if len(s) == length])["success_rate"]
+        for length in lengths
     }
 
 
@@ -186,6 +208,27 @@ def markdown_table(results: list[dict[str, Any]], steps: int) -> str:
     return "\n".join(lines)
 
 
+def curve_table(results: list[dict[str, Any]]) -> str:
+    """A Markdown table of the curves: each buffer's held-out success at each evaluation point, mean ± std over seeds."""
+    steps = sorted({point["steps"] for r in results for point in r["curve"]})
+    lines = ["| replay buffer | " + " | ".join(f"{n:,} steps" for n in steps) + " |", "|---" * (len(steps) + 1) + "|"]
+    for name in dict.fromkeys(r["buffer"] for r in results):
+        cells = []
+        for n in steps:
+            values = [p["success_rate"] for r in results if r["buffer"] == name for p in r["curve"] if p["steps"] == n]
+            cells.append(f"{100 * np.mean(values):.1f} ± {100 * np.std(values):.1f}%" if values else "")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def print_tables(paths: list[str]) -> None:
+    """Print the tables of the runs of several JSON files of this script together (runs split over processes)."""
+    results = [r for path in paths for r in json.loads(Path(path).read_text())["results"]]
+    print(markdown_table(results, max(r["steps"] for r in results)))
+    print()
+    print(curve_table(results))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=100_000, help="env steps per run (every buffer)")
@@ -197,11 +240,16 @@ def main() -> None:
     )
     parser.add_argument("--eval-points", type=int, default=5, help="evaluations during training")
     parser.add_argument("--eval-sentences", type=int, default=100, help="held-out sentences per evaluation (at most)")
+    parser.add_argument("--config", type=Path, default=CONFIG, help="the rl_zoo3 YAML whose Goal entry every run trains with")
     parser.add_argument("--env-kwargs", type=json.loads, default={}, help="JSON env kwargs over the zoo entry's")
     parser.add_argument("--hyperparams", type=json.loads, default={}, help="JSON DQN arguments over the zoo entry's")
     parser.add_argument("--lock", type=str, help="hold an exclusive flock on this file while each run trains")
     parser.add_argument("--output", type=str, help="write every run and its evaluation curve to this JSON file")
+    parser.add_argument("--tables-from", nargs="+", metavar="JSON", help="only print the tables of these files' runs")
     args = parser.parse_args()
+    if args.tables_from:
+        print_tables(args.tables_from)
+        return
     th.set_num_threads(1)
     print(f"{GOAL_ID} env kwargs {args.env_kwargs}, {args.steps} steps, seeds {args.seeds}, buffers {args.buffers}")
 
@@ -214,10 +262,11 @@ def main() -> None:
             print(f"seed {seed} {result['buffer']}: {result['seconds']:.0f} s, held-out success by steps {curve}", flush=True)
             table = markdown_table(results, args.steps)
             if args.output:  # after every run, so that an interrupted benchmark keeps what it measured
-                Path(args.output).write_text(
-                    json.dumps({"env_id": GOAL_ID, "args": vars(args), "results": results, "table": table}, indent=2)
-                )
+                run_record = {"env_id": GOAL_ID, "args": vars(args), "results": results, "table": table}
+                Path(args.output).write_text(json.dumps(run_record, indent=2, default=str))
     print(table)
+    print()
+    print(curve_table(results))
 
 
 if __name__ == "__main__":

@@ -161,6 +161,16 @@ def test_sentences_from_list_and_reset_option() -> None:
     assert info["sentence"] == "the dog saw the man in the park" and info["n_parses"] == 2
 
 
+def test_limit_lengths_draws_only_short_sentences_until_lifted() -> None:
+    env = LinguisticParseEnv(sentences=["John saw Mary", "Mary saw John with a dog", "the dog saw Mary"], split="all")
+    env.limit_lengths(4)
+    assert {env.reset(seed=s)[1]["sentence"] for s in range(20)} == {"John saw Mary", "the dog saw Mary"}
+    env.limit_lengths(None)
+    assert "Mary saw John with a dog" in {env.reset(seed=s)[1]["sentence"] for s in range(20)}
+    with pytest.raises(ValueError, match=r"no sentence of the 'all' split has 2 tokens or fewer \(the shortest has 3\)"):
+        env.limit_lengths(2)
+
+
 def test_bad_sentences_are_named() -> None:
     with pytest.raises(GrammarError, match=r"'unicorn'.*word 2"):
         LinguisticParseEnv(sentences=["John unicorn Mary"], split="all")

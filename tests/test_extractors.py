@@ -8,14 +8,16 @@ from gymnasium import spaces
 from stable_baselines3 import PPO
 
 from sb3_parsing.extractors import (
+    GOAL_KEYS,
     SPARSE_ROWS_MIN_WIDTH,
     TokenConvExtractor,
     TokenMLPExtractor,
     TokenTransformerExtractor,
+    goal_spans,
 )
+from sb3_parsing.wrappers import encode_constituents
 
 N_ROWS, ALPHABET, N_COLUMNS, N_LABELS = 7, 5, 4, 3
-GOAL_KEYS = ("achieved_goal", "desired_goal")
 
 # Small widths keep the file fast; every non-default option is exercised by some case
 EXTRACTORS = [
@@ -53,7 +55,7 @@ EXTRACTORS = [
 def make_space(goal: bool, n_rows: int = N_ROWS) -> spaces.Dict:
     widths = {"text": ALPHABET, "history": N_COLUMNS}
     if goal:
-        widths.update({key: N_LABELS + 1 for key in GOAL_KEYS})
+        widths.update({key: N_LABELS * n_rows for key in GOAL_KEYS})  # the layout of encode_constituents
     return spaces.Dict({key: spaces.Box(0, 1, shape=(n_rows, width), dtype=np.uint8) for key, width in widths.items()})
 
 
@@ -125,6 +127,32 @@ def test_padding_never_leaks(extractor_class: type, kwargs: dict, goal: bool) ->
         assert th.allclose(features(extractor, with_padding_junk(obs, lengths, rng)), clean, atol=1e-5)
 
 
+def test_goal_spans_tell_each_row_where_it_sits_in_the_goal() -> None:
+    # The root (0, 5, S) and an NP over tokens 3-4 (label 1), on a 5-token sentence in 7 rows
+    goal = th.as_tensor(encode_constituents([(0, 5, 0), (3, 5, 1)], N_ROWS, N_LABELS)).float().unsqueeze(0)
+    mask = th.tensor([[True] * 5 + [False] * 2])
+    pattern = TokenMLPExtractor(make_space(goal=True)).span_pattern
+    view = goal_spans(goal, mask, pattern).view(N_ROWS, N_LABELS, 3)  # (row, label, [inside, first, last])
+    assert view[:, 0].T.tolist() == [[1, 1, 1, 1, 1, 0, 0], [1, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 1, 0, 0]]
+    assert view[:, 1].T.tolist() == [[0, 0, 0, 1, 1, 0, 0], [0, 0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 1, 0, 0]]
+    assert not view[:, 2].any()
+    # A bit that starts in a padding row is dropped, NaN included
+    junk = goal.clone()
+    junk[0, 5], junk[0, 6, 0] = 1.0, math.nan
+    assert th.equal(goal_spans(junk, mask, pattern), goal_spans(goal, mask, pattern))
+
+
+def test_goal_spans_read_goals_of_any_length_with_the_same_weights() -> None:
+    extractor = TokenMLPExtractor(make_space(goal=True))
+    raw = TokenMLPExtractor(make_space(goal=True), goal_spans=False)
+    assert extractor.token_dim == ALPHABET + N_COLUMNS + 2 * 3 * N_LABELS
+    assert raw.token_dim == ALPHABET + N_COLUMNS + 2 * N_LABELS * N_ROWS
+    odd = spaces.Dict(dict(make_space(goal=False).spaces, desired_goal=spaces.Box(0, 1, (N_ROWS, N_ROWS + 1), np.uint8)))
+    with pytest.raises(ValueError, match="pass goal_spans=False"):
+        TokenMLPExtractor(odd)
+    assert TokenMLPExtractor(odd, goal_spans=False).token_dim == ALPHABET + N_COLUMNS + N_ROWS + 1
+
+
 def test_wide_rows_are_embedded_as_a_sparse_product_with_the_dense_result() -> None:
     space = spaces.Dict(
         text=spaces.Box(0, 1, shape=(N_ROWS, 300), dtype=np.uint8), history=spaces.Box(0, 1, (N_ROWS, 400), np.uint8)
@@ -163,6 +191,9 @@ def test_more_padding_rows_change_nothing(extractor_class: type, kwargs: dict) -
     long.load_state_dict(short.state_dict())
     obs = random_obs(short_space, lengths, rng)
     padded = {key: np.pad(values, ((0, 0), (0, 3), (0, 0))) for key, values in obs.items()}
+    for key in GOAL_KEYS:  # three more rows, and three more lengths per label
+        goal = obs[key].reshape(len(lengths), N_ROWS, N_LABELS, N_ROWS)
+        padded[key] = np.pad(goal, ((0, 0), (0, 3), (0, 0), (0, 3))).reshape(len(lengths), N_ROWS + 3, -1)
     assert th.allclose(features(long, with_padding_junk(padded, lengths, rng)), features(short, obs), atol=1e-5)
 
 
@@ -365,9 +396,11 @@ class TinyParseEnv(gym.Env):
     def _obs(self) -> dict[str, np.ndarray]:
         obs = {"text": self._text.copy(), "history": self._history.copy()}
         if self.goal:
-            desired = np.zeros((N_ROWS, N_LABELS + 1), dtype=np.uint8)
-            desired[: self._length, 0] = 1
-            obs.update(achieved_goal=self._history[:, : N_LABELS + 1].copy(), desired_goal=desired)
+            marked = [(row, row + 1, 0) for row in range(N_ROWS) if self._history[row, 0]]
+            obs.update(
+                achieved_goal=encode_constituents(marked, N_ROWS, N_LABELS),
+                desired_goal=encode_constituents([(row, row + 1, 0) for row in range(self._length)], N_ROWS, N_LABELS),
+            )
         return obs
 
 

@@ -12,6 +12,7 @@ from stable_baselines3 import DQN, HerReplayBuffer
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import sb3_parsing  # noqa: F401  (registers the env ids)
+from sb3_parsing.callbacks import LengthCurriculumCallback
 from sb3_parsing.her import ConstituentHerReplayBuffer
 from sb3_parsing.policies import TokenDQNPolicy
 from sb3_parsing.wrappers import LinguisticParseGoalEnv, constituents_of, make_goal_env
@@ -171,6 +172,15 @@ def test_benchmark_reads_the_zoo_config() -> None:
     assert callable(kwargs["learning_rate"]) == entry["learning_rate"].startswith("lin_")
 
 
+def test_benchmark_trains_with_the_zoo_entrys_callbacks(tmp_path: Path) -> None:
+    entry = yaml.safe_load((ROOT / "sb3_parsing" / "zoo_configs" / "dqn.yml").read_text())[GOAL_ID]
+    entry["callback"] = [{"sb3_parsing.callbacks.LengthCurriculumCallback": {"start_len": 5, "fraction": 0.3}}]
+    config = tmp_path / "dqn.yml"
+    config.write_text(yaml.safe_dump({GOAL_ID: entry}))
+    (callback,) = _script().zoo_callbacks(config)
+    assert isinstance(callback, LengthCurriculumCallback) and (callback.start_len, callback.fraction) == (5, 0.3)
+
+
 def test_benchmark_script_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     output = tmp_path / "her.json"
     small = dict(learning_starts=100, buffer_size=1_000, batch_size=16, policy_kwargs=dict(net_arch=[]))
@@ -183,7 +193,14 @@ def test_benchmark_script_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert "| ConstituentHerReplayBuffer (largest, n_sampled_goal=4) | 0 |" in capsys.readouterr().out
     results = json.loads(output.read_text())["results"]
     assert [r["buffer"].split()[0] for r in results] == ["ConstituentHerReplayBuffer", "HerReplayBuffer", "DictReplayBuffer"]
+    monkeypatch.setattr(sys, "argv", ["her_vs_no_her.py", "--tables-from", str(output), str(output)])
+    _script().main()
+    tables = capsys.readouterr().out
+    assert tables.count("| ConstituentHerReplayBuffer (largest, n_sampled_goal=4) | 0 |") == 2  # both files' runs
+    assert "| replay buffer | 100 steps | 200 steps |" in tables  # the curve
     for result in results:
         assert 0.0 <= result["success_rate"] <= 1.0
+        by_length = result["success_by_length"]  # the 3 held-out sentences, by their number of tokens
+        assert by_length and all(3 <= int(n) <= 5 and 0.0 <= rate <= 1.0 for n, rate in by_length.items())
         steps = [point["steps"] for point in result["curve"]]
         assert steps[:2] == [100, 200] and steps[-1] >= 200 and steps == sorted(set(steps))  # and the end of training
