@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -27,9 +28,7 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     assert "| N envs |" in completed.stdout
 
 
-def test_policy_benchmark_times_both_policies_and_both_first_layers(tmp_path: Path) -> None:
-    import importlib.util
-
+def test_policy_benchmark_times_both_policies_and_both_first_layers() -> None:
     spec = importlib.util.spec_from_file_location("benchmark_policy", SCRIPT.parent / "benchmark_policy.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

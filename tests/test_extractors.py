@@ -142,7 +142,7 @@ def test_goal_spans_tell_each_row_where_it_sits_in_the_goal() -> None:
     assert th.equal(goal_spans(junk, mask, pattern), goal_spans(goal, mask, pattern))
 
 
-def test_goal_spans_read_goals_of_any_length_with_the_same_weights() -> None:
+def test_goal_spans_set_the_row_width_and_refuse_other_layouts() -> None:
     extractor = TokenMLPExtractor(make_space(goal=True))
     raw = TokenMLPExtractor(make_space(goal=True), goal_spans=False)
     assert extractor.token_dim == ALPHABET + N_COLUMNS + 2 * 3 * N_LABELS
