@@ -84,7 +84,11 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
 
     ## Observation Space
     ``Dict(text=Box(0, 1, (obs_len, |alphabet|), uint8), history=Box(0, 1, (obs_len, n_columns), uint8))``.
-    Rows past the sentence's end are zero.
+    Rows past the sentence's end are zero. With ``observe_derived=True`` a third key, ``derived``:
+    ``Box(0, 1, (obs_len, n_labels * obs_len), uint8)``, the constituents whose whole derivation is in the history,
+    one bit per (label, length) in the row of their first token (the layout of a goal env's ``achieved_goal``). It is
+    a function of ``text`` and ``history`` (what a chart parser run on them finds), given to spare the policy that
+    parser: the history records attempts, and which of them took depends on the others.
 
     ## Rewards
     ``success_reward`` (1) on success, else 0; optional shaping: ``-step_penalty`` every step and
@@ -116,6 +120,7 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     :param max_steps: actions before truncation (default ``4 * max_len``)
     :param columns: ``"rules"`` or ``"labels"``
     :param mask_mode: ``"history"`` or ``"oracle"``
+    :param observe_derived: add the ``derived`` key to the observation
     :param target: ``"any"`` (any complete parse wins) or ``"tree"`` (only the sentence's own tree)
     :param success_reward: reward on success
     :param step_penalty: subtracted from the reward at every step
@@ -129,6 +134,8 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array", "human"], "render_fps": 4}  # noqa: RUF012
+    #: whether the boards keep the derived constituents even when the observation does not show them
+    tracks_derived = False
 
     max_steps = _board_setting("max_steps", int)
     success_reward = _board_setting("success_reward", float)
@@ -146,6 +153,7 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         max_steps: int | None = None,
         columns: str = "rules",
         mask_mode: str = "history",
+        observe_derived: bool = False,
         target: str = "any",
         success_reward: float = 1.0,
         step_penalty: float = 0.0,
@@ -208,23 +216,35 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self.max_len = max_len
         self.columns = columns
         self.mask_mode = mask_mode
+        self.observe_derived = observe_derived
         self.target = target
         self.render_mode = render_mode
         self.n_columns = self.oracle.n_columns
         self._text_column = {s.name: i for i, s in enumerate(self.ruleset.alphabet) if not s.is_label}
-        self.observation_space = spaces.Dict(  # type: ignore[assignment]
-            {
-                "text": spaces.Box(0, 1, (obs_len, len(self.ruleset.alphabet)), dtype=np.uint8),
-                "history": spaces.Box(0, 1, (obs_len, self.n_columns), dtype=np.uint8),
-            }
-        )
+        game_spaces = {
+            "text": spaces.Box(0, 1, (obs_len, len(self.ruleset.alphabet)), dtype=np.uint8),
+            "history": spaces.Box(0, 1, (obs_len, self.n_columns), dtype=np.uint8),
+        }
+        if observe_derived:
+            game_spaces["derived"] = spaces.Box(0, 1, (obs_len, self.ruleset.n_labels * obs_len), dtype=np.uint8)
+        self.observation_space = spaces.Dict(game_spaces)  # type: ignore[assignment]
         self.n_history_cells = obs_len * self.n_columns
         self.action_space = spaces.Discrete(self.n_history_cells)
-        self._boards = ParseBoards(1, obs_len, self.n_columns, len(self.ruleset.alphabet))
+        self._boards = self.new_boards(1)
         self._board = 0
         self._apply_settings(max_steps, success_reward, step_penalty, constituent_bonus)
         self._sentence_info: dict[str, Any] = {}
         self._started = False
+
+    def new_boards(self, n_boards: int) -> ParseBoards:
+        """
+        Boards for this env's game: its matrices' shapes, and the ``derived`` array when the env, or a subclass that
+        reads it (the goal env's ``achieved_goal``), needs it.
+
+        :param n_boards: number of boards
+        """
+        n_labels = self.ruleset.n_labels if self.observe_derived or self.tracks_derived else 0
+        return ParseBoards(n_boards, self.obs_len, self.n_columns, len(self.ruleset.alphabet), n_labels)
 
     def _apply_settings(self, max_steps: int, success_reward: float, step_penalty: float, constituent_bonus: float) -> None:
         self.max_steps = max_steps
@@ -404,7 +424,7 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         return [str(rule) for rule in self.ruleset.rules] if self.columns == "rules" else list(self.ruleset.labels)
 
     def _observation(self) -> dict[str, np.ndarray]:
-        return {"text": self._boards.text[self._board].copy(), "history": self._boards.history[self._board].copy()}
+        return self._boards.observation(self._board, self.observe_derived)
 
     def _check_started(self) -> None:
         if not self._started:

@@ -20,7 +20,9 @@ import numpy as np
 import yaml
 from sb3_contrib import MaskablePPO
 from stable_baselines3 import DQN, PPO
+from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_parsing.corpus import TreeSentence, sample_sentences, sample_trees
@@ -40,6 +42,7 @@ __all__ = [
     "evaluate_player",
     "load_agent",
     "longer_sentences",
+    "observed_env_kwargs",
 ]
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "dqn": DQN, "ppo_mask": MaskablePPO}
@@ -329,7 +332,8 @@ def load_agent(
     :param algo: ``ppo``, ``dqn`` or ``ppo_mask``; default: from rl_zoo3's ``args.yml``, else from the path
     :param env_id: the env the agent was trained on; default: from ``args.yml``, else ``LinguisticParse-v0``
     :param best: in a log folder, load ``best_model.zip`` (the best evaluation) rather than the final model
-    :param env_kwargs: keyword arguments of the env the agent plays (its grammar, lengths ...), as in training
+    :param env_kwargs: keyword arguments of the env the agent plays (its grammar, lengths ...), as in training;
+        ``observe_derived`` is added when the agent reads the ``derived`` key (:func:`observed_env_kwargs`)
     :return: the model and its env id
     """
     path = Path(path)
@@ -343,5 +347,18 @@ def load_agent(
     if not path.is_file():
         raise FileNotFoundError(f"no saved model at {path}")
     # HerReplayBuffer needs an env to be rebuilt; for the others the env only checks the spaces
-    env = DummyVecEnv([lambda: gym.make(env_id, **(env_kwargs or {}))])
+    data, _, _ = load_from_zip_file(path, load_data=True, device="cpu")
+    env_kwargs = {**observed_env_kwargs(data["observation_space"]), **(env_kwargs or {})}
+    env = DummyVecEnv([lambda: gym.make(env_id, **env_kwargs)])
     return ALGORITHMS[algo].load(path, env=env, device="cpu"), env_id
+
+
+def observed_env_kwargs(observation_space: spaces.Space) -> dict[str, Any]:
+    """
+    The env keyword arguments that an agent's observation space needs: ``observe_derived=True`` where it reads the
+    ``derived`` key.
+
+    :param observation_space: the agent's (``model.observation_space``)
+    """
+    reads_derived = isinstance(observation_space, spaces.Dict) and "derived" in observation_space.spaces
+    return {"observe_derived": True} if reads_derived else {}

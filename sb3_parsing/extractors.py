@@ -5,9 +5,9 @@ Every key of the ``spaces.Dict`` observation is a ``Box`` of shape ``(L, k)`` wh
 token ``m``; the extractors concatenate the keys row by row (in sorted key order) into ``(batch, L, sum k)``
 and treat the result as a sentence of ``L`` tokens. A row is real iff its ``text`` row is nonzero; padding
 rows are zeroed before any layer that mixes rows and are left out of pooling, so whatever the environment
-writes in them never reaches the features. The goals of a goal env (:data:`GOAL_KEYS`) are read as
-:func:`goal_spans` views: each token sees whether it is inside, the first or the last token of a goal
-constituent of each label.
+writes in them never reaches the features. Constituent keys (:data:`CONSTITUENT_KEYS`: a goal env's goals, the
+game's ``derived``) are read as :func:`goal_spans` views: each token sees whether it is inside, the first or the
+last token of such a constituent of each label.
 
 Use them with SB3's ``MultiInputPolicy``::
 
@@ -28,10 +28,19 @@ from stable_baselines3.common.type_aliases import TensorDict
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["GOAL_KEYS", "TokenConvExtractor", "TokenMLPExtractor", "TokenTransformerExtractor", "goal_spans"]
+__all__ = [
+    "CONSTITUENT_KEYS",
+    "GOAL_KEYS",
+    "TokenConvExtractor",
+    "TokenMLPExtractor",
+    "TokenTransformerExtractor",
+    "goal_spans",
+]
 
-#: The keys of a goal env's observation (:class:`~sb3_parsing.wrappers.LinguisticParseGoalEnv`) read as span views
+#: The goals of a goal env's observation (:class:`~sb3_parsing.wrappers.LinguisticParseGoalEnv`)
 GOAL_KEYS = ("achieved_goal", "desired_goal")
+#: The keys read as span views: the goals, and the constituents the history derives (``observe_derived=True``)
+CONSTITUENT_KEYS = (*GOAL_KEYS, "derived")
 
 _POOLINGS = ("mean", "max", "mean_max", "tokens")
 # Rows at least this wide are embedded as a sparse product: below it, the dense one is as fast (a 256 x 24-row batch,
@@ -124,8 +133,9 @@ class _TokenExtractor(BaseFeaturesExtractor):
         concatenated), or "tokens": no pooling, the rows side by side with padding zeroed and ``features_dim``
         ignored (``L * embed_dim`` features), for a policy that scores each cell ``(position, column)`` from its
         row, as :mod:`sb3_parsing.policies` does
-    :param goal_spans: read the :data:`GOAL_KEYS` of a goal env as :func:`goal_spans` views (``3 * n_labels``
-        features per row) rather than as their raw rows (``n_labels * L``, one bit per (label, length) at the start)
+    :param goal_spans: read the :data:`CONSTITUENT_KEYS` (a goal env's goals, the game's ``derived``) as
+        :func:`goal_spans` views (``3 * n_labels`` features per row) rather than as their raw rows (``n_labels * L``,
+        one bit per (label, length) at the start)
     """
 
     span_pattern: th.Tensor  # a buffer, with goal keys read as span views
@@ -135,7 +145,7 @@ class _TokenExtractor(BaseFeaturesExtractor):
     ) -> None:
         keys, n_rows, token_dim = _token_layout(observation_space)
         _check_positive(features_dim=features_dim, embed_dim=embed_dim)
-        span_keys = [key for key in keys if goal_spans and key in GOAL_KEYS]
+        span_keys = [key for key in keys if goal_spans and key in CONSTITUENT_KEYS]
         for key in span_keys:
             width = observation_space[key].shape[1]  # type: ignore[index]
             if width % n_rows:
@@ -159,7 +169,7 @@ class _TokenExtractor(BaseFeaturesExtractor):
             self.register_buffer("span_pattern", _span_pattern(n_rows), persistent=False)
 
     def _key_rows(self, observations: TensorDict, mask: th.Tensor) -> dict[str, th.Tensor]:
-        """Each key's rows as the network reads them: goal keys as span views with ``goal_spans``."""
+        """Each key's rows as the network reads them: constituent keys as span views with ``goal_spans``."""
         rows = {key: observations[key] for key in self.keys}
         for key in self.span_keys:
             rows[key] = goal_spans(rows[key], mask, self.span_pattern)
@@ -236,7 +246,7 @@ class TokenMLPExtractor(_TokenExtractor):
     :param embed_dim: Width of the hidden layers of the per-token MLP
     :param n_layers: Number of Linear + ReLU layers of the per-token MLP
     :param pooling: "mean", "max", "mean_max" (both, concatenated) over real rows only, or "tokens" (rows side by side)
-    :param goal_spans: read a goal env's goals as span views (see :class:`_TokenExtractor`)
+    :param goal_spans: read constituent keys (goals, ``derived``) as span views (see :class:`_TokenExtractor`)
     """
 
     def __init__(
@@ -274,7 +284,7 @@ class TokenConvExtractor(_TokenExtractor):
     :param n_layers: Number of Conv1d + ReLU layers
     :param kernel_size: Odd number of neighbouring tokens each convolution reads ("same" padding keeps L rows)
     :param pooling: "mean", "max", "mean_max" (both, concatenated) over real rows only, or "tokens" (rows side by side)
-    :param goal_spans: read a goal env's goals as span views (see :class:`_TokenExtractor`)
+    :param goal_spans: read constituent keys (goals, ``derived``) as span views (see :class:`_TokenExtractor`)
     """
 
     def __init__(
@@ -333,7 +343,7 @@ class TokenTransformerExtractor(_TokenExtractor):
     :param mark_boundaries: add a trained vector to the first real row and another to the last: where the sentence
         starts and ends, which relative positions do not say, whatever its length
     :param pooling: "mean", "max", "mean_max" (both, concatenated) over real rows only, or "tokens" (rows side by side)
-    :param goal_spans: read a goal env's goals as span views (see :class:`_TokenExtractor`)
+    :param goal_spans: read constituent keys (goals, ``derived``) as span views (see :class:`_TokenExtractor`)
     """
 
     def __init__(

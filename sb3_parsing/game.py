@@ -2,7 +2,8 @@
 The rules of the parsing game (seed 002), once, for N boards at a time.
 
 :class:`ParseBoards` holds the state of N games: text and history matrices, action masks, action counts, and for each
-board the sentence's analysis and a :class:`~sb3_parsing.oracle.Derivation` (what the history derives). ``reset_board``
+board the sentence's analysis and a :class:`~sb3_parsing.oracle.Derivation` (what the history derives, also kept as a
+matrix of constituents, ``derived``, when the env observes it). ``reset_board``
 starts a board on a sentence; ``step`` plays one action on every board. :class:`~sb3_parsing.env.LinguisticParseEnv`
 plays one board (N = 1) and :class:`~sb3_parsing.vec_env.LinguisticParseVecEnv` N boards, so both follow the same
 rules by construction, as gymnax and Jumanji get a batched env from one step function.
@@ -11,7 +12,7 @@ rules by construction, as gymnax and Jumanji get a batched env from one step fun
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +20,26 @@ import numpy as np
 
 from sb3_parsing.oracle import Derivation, SentenceAnalysis
 
-__all__ = ["TARGETS", "ParseBoards", "Target"]
+__all__ = ["TARGETS", "Constituent", "ParseBoards", "Target", "mark_constituents"]
 
 TARGETS = ("any", "tree")
+
+# A constituent: (start, end, label index), a label over the tokens [start, end).
+Constituent = tuple[int, int, int]
+
+
+def mark_constituents(rows: np.ndarray, constituents: Iterable[Constituent]) -> None:
+    """
+    Set the bits of ``constituents`` in ``rows``, an array of shape ``(obs_len, n_labels * obs_len)``: row ``m`` holds
+    one bit per (label, length) of the constituents that start at token ``m``, ``rows[start, label * obs_len + end -
+    start - 1]``.
+
+    :param rows: the array, changed in place
+    :param constituents: ``(start, end, label)`` triples, ``0 <= start < end <= obs_len``
+    """
+    obs_len = rows.shape[0]
+    for start, end, label in constituents:
+        rows[start, label * obs_len + end - start - 1] = 1
 
 
 @dataclass(frozen=True)
@@ -52,14 +70,17 @@ class ParseBoards:
     :param obs_len: rows of the matrices
     :param n_columns: columns of the history matrix
     :param n_symbols: columns of the text matrix (the alphabet)
+    :param n_labels: labels of the grammar, to keep ``derived`` (the constituents each history derives, in the layout
+        of :func:`mark_constituents`) up to date; 0 keeps no such array
     """
 
-    def __init__(self, n_boards: int, obs_len: int, n_columns: int, n_symbols: int) -> None:
+    def __init__(self, n_boards: int, obs_len: int, n_columns: int, n_symbols: int, n_labels: int = 0) -> None:
         self.n_boards = n_boards
         self.n_columns = n_columns
         self.text = np.zeros((n_boards, obs_len, n_symbols), dtype=np.uint8)
         self.history = np.zeros((n_boards, obs_len, n_columns), dtype=np.uint8)
         self.mask = np.zeros((n_boards, obs_len * n_columns), dtype=bool)
+        self.derived = np.zeros((n_boards, obs_len, n_labels * obs_len), dtype=np.uint8) if n_labels else None
         self.n_actions = [0] * n_boards
         self.matched = [False] * n_boards
         self.is_success = [False] * n_boards
@@ -96,6 +117,8 @@ class ParseBoards:
         self.text[board] = 0
         self.text[board, np.arange(n), text_columns] = 1
         self.history[board] = 0
+        if self.derived is not None:
+            self.derived[board] = 0
         mask = self.mask[board]
         mask[:] = False
         if self.oracle_mask[board]:
@@ -144,6 +167,8 @@ class ParseBoards:
             self.mask[board, cell] = False
             derivation, target = self.derivations[board], self.targets[board]
             matched = derivation.set_cell(cell)  # type: ignore[union-attr]
+            if matched and self.derived is not None:  # only a cell of the chart can derive something new
+                mark_constituents(self.derived[board], derivation.derived_spans())  # type: ignore[union-attr]
             if target.tree is None:
                 won = derivation.is_won  # type: ignore[union-attr]
                 useful = matched and _contains(self._useful[board], cell)
@@ -159,6 +184,21 @@ class ParseBoards:
         return reward, won, not won and n_actions >= self.max_steps[board]
 
     # --- what a board knows -----------------------------------------------------------------
+    def observation(self, boards: int | slice, derived: bool = False) -> dict[str, np.ndarray]:
+        """
+        The observation of a board, or of several (a slice), as copies: ``text``, ``history`` and, with ``derived``,
+        the constituents the history derives.
+
+        :param boards: a board, or a slice of boards
+        :param derived: add the ``derived`` key (boards made with ``n_labels``)
+        """
+        observation = {"text": self.text[boards].copy(), "history": self.history[boards].copy()}
+        if derived:
+            if self.derived is None:
+                raise ValueError("these boards keep no derived constituents: make them with n_labels")
+            observation["derived"] = self.derived[boards].copy()
+        return observation
+
     def cells(self, board: int) -> set[int]:
         """The cells set on ``board``."""
         return set(np.flatnonzero(self.history[board]).tolist())

@@ -1,8 +1,10 @@
 """
 What a grammar says about a cell ``(row m, column n)`` before any parsing: the *left corners* of column ``n`` (the first
 symbols of its rule, or of its label's rules with ``columns="labels"``) can only start at row ``m`` if row ``m``'s token
-is one of them, or if a cell already set in row ``m`` makes one of them (its rule's label). Both are read off the
-observation (the text row and the history row) with two fixed sparse matrices built from the RuleSet.
+is one of them, or if a constituent of one of them starts at row ``m``. Both are read off the observation with fixed
+sparse matrices built from the RuleSet: the text row, and the ``derived`` row of an env with ``observe_derived=True``
+(the constituents that start there), else the history row (the labels of the cells attempted there, whether or not
+they took).
 
 On a grammar with thousands of rules most cells are neither, and an agent exploring at random almost never sets a
 cell of the chart: on ``LinguisticParse-v1`` a sentence starts with a median of 20,704 allowed cells, 46 of them in
@@ -20,7 +22,10 @@ from torch import nn
 
 from sb3_parsing.grammar import RuleSet, Symbol
 
-__all__ = ["LeftCornerFeatures"]
+__all__ = ["LEFT_CORNER_KEYS", "LeftCornerFeatures"]
+
+#: The observation keys that the features read, row by row (``derived`` only where the env observes it)
+LEFT_CORNER_KEYS = ("text", "history", "derived")
 
 COLUMN_MODES = ("rules", "labels")
 
@@ -28,7 +33,7 @@ COLUMN_MODES = ("rules", "labels")
 class LeftCornerFeatures(nn.Module):
     """
     Two features per cell: whether a left corner of the column is the row's token (``word``), and whether it is the
-    label of a cell already set in the row (``corner``).
+    label of a constituent derived from the row (``corner``; without the ``derived`` rows, of a cell set in the row).
 
     :param ruleset: the env's grammar
     :param columns: the env's column mode, ``"rules"`` or ``"labels"``
@@ -60,23 +65,58 @@ class LeftCornerFeatures(nn.Module):
             for made_by, label in enumerate(produced)
             for column in columns_starting_with.get(Symbol(label, True), [])
         ]
+        derived_pairs = [
+            (column, label_index)
+            for label_index, label in enumerate(ruleset.labels)
+            for column in columns_starting_with.get(Symbol(label, True), [])
+        ]
         self.n_columns = len(produced)
+        self.n_labels = len(ruleset.labels)
         self.alphabet_size = len(ruleset.alphabet)
         # (columns x alphabet) and (columns x columns), 0/1; rebuilt from the grammar, never saved with the weights
         self.register_buffer("word_corners", _sparse(word_pairs, (self.n_columns, self.alphabet_size)), persistent=False)
         self.register_buffer("label_corners", _sparse(corner_pairs, (self.n_columns, self.n_columns)), persistent=False)
+        # (columns x labels): the labels that start each column
+        self.register_buffer("derived_corners", _sparse(derived_pairs, (self.n_columns, self.n_labels)), persistent=False)
 
-    def forward(self, text: th.Tensor, history: th.Tensor) -> th.Tensor:
+    def forward(self, text: th.Tensor, history: th.Tensor, derived: th.Tensor | None = None) -> th.Tensor:
         """
         :param text: text rows ``(..., alphabet_size)``
         :param history: the same rows of the history ``(..., n_columns)``
+        :param derived: the same rows of the ``derived`` key ``(..., n_labels * obs_len)``, if the env observes it
         :return: ``(..., 2, n_columns)``: the ``word`` and ``corner`` features of every cell of those rows, 0 or 1
         """
         leading = text.shape[:-1]
-        text, history = text.reshape(-1, self.alphabet_size).float(), history.reshape(-1, self.n_columns).float()
+        text = text.reshape(-1, self.alphabet_size).float()
         word = th.sparse.mm(self.word_corners, text.T).T
-        corner = th.sparse.mm(self.label_corners, history.T).T.clamp(max=1.0)
-        return th.stack([word, corner], dim=-2).view(*leading, 2, self.n_columns)
+        if derived is None:
+            corner = th.sparse.mm(self.label_corners, history.reshape(-1, self.n_columns).float().T).T
+        else:
+            starts = derived.reshape(text.shape[0], self.n_labels, -1).float().amax(dim=-1)  # labels starting there
+            corner = th.sparse.mm(self.derived_corners, starts.T).T
+        return th.stack([word, corner.clamp(max=1.0)], dim=-2).view(*leading, 2, self.n_columns)
+
+    def marks_unset_cells(self, text: th.Tensor, history: th.Tensor, derived: th.Tensor | None = None) -> th.Tensor:
+        """
+        Whether each row has an unset cell that each feature marks: :meth:`forward` over the unset cells of the row,
+        maxed over columns, without the ``(..., 2, n_columns)`` features (it sums over the grammar's few pairs).
+
+        :param text: text rows ``(..., alphabet_size)``
+        :param history: the same rows of the history ``(..., n_columns)``
+        :param derived: the same rows of the ``derived`` key, if the env observes it
+        :return: ``(..., 2)``, 0 or 1
+        """
+        leading = text.shape[:-1]
+        text, history = text.reshape(-1, self.alphabet_size).float(), history.reshape(-1, self.n_columns).float()
+        unset = 1.0 - history
+        # word: an unset column of which the row's token is a left corner
+        word = (th.sparse.mm(self.word_corners.t(), unset.T).T * text).sum(dim=-1)
+        if derived is None:  # corner: an unset column of which a set cell's label is a left corner
+            corner = (th.sparse.mm(self.label_corners.t(), unset.T).T * history).sum(dim=-1)
+        else:  # corner: an unset column of which a label derived from the row is a left corner
+            starts = derived.reshape(text.shape[0], self.n_labels, -1).float().amax(dim=-1)
+            corner = (th.sparse.mm(self.derived_corners.t(), unset.T).T * starts).sum(dim=-1)
+        return th.stack([word, corner], dim=-1).gt(0).float().view(*leading, 2)
 
 
 def _sparse(pairs: list[tuple[int, int]], shape: tuple[int, int]) -> th.Tensor:

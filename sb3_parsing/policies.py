@@ -38,7 +38,7 @@ from torch.distributions import Categorical
 from sb3_parsing.env import load_grammar
 from sb3_parsing.extractors import TokenTransformerExtractor
 from sb3_parsing.grammar import RuleSet
-from sb3_parsing.left_corners import LeftCornerFeatures
+from sb3_parsing.left_corners import LEFT_CORNER_KEYS, LeftCornerFeatures
 
 __all__ = [
     "BitMaskDictRolloutBuffer",
@@ -78,11 +78,13 @@ class TokenActionHead(nn.Module):
 class RowColumnActionHead(nn.Module):
     """
     The two parts of a factored action (:class:`FactoredMaskableDistribution`): a logit per row and, for a row, a
-    logit per column, both from that row's token latent alone, through layers shared by all rows.
+    logit per column, both from that row's token latent, through layers shared by all rows. With left corners, a
+    column's logit adds its features (weighted), and a row's adds whether the row has an unset cell each feature marks.
 
     :param n_rows: rows of the observation (``obs_len``)
     :param token_dim: latent width of one token
     :param n_columns: columns of the history matrix (actions per row)
+    :param left_corners: the grammar's :class:`~sb3_parsing.left_corners.LeftCornerFeatures`, or ``None``
     """
 
     def __init__(self, n_rows: int, token_dim: int, n_columns: int, left_corners: LeftCornerFeatures | None = None) -> None:
@@ -95,6 +97,9 @@ class RowColumnActionHead(nn.Module):
         # cells a feature marks in a row weigh as much as all the others together (from 0, Adam at 1e-3 took 50k steps
         # to reach 0.1 on LinguisticParse-v1, where log(n_columns) is 7.9)
         self.left_corner_weights = nn.Parameter(th.full((2,), math.log(n_columns))) if left_corners is not None else None
+        # The weight of "the row has an unset cell that the feature marks" in the row logits, trained from log(n_rows):
+        # a row with nothing left to start is no longer drawn as often as one with a word or a constituent to build on
+        self.row_corner_weights = nn.Parameter(th.full((2,), math.log(n_rows))) if left_corners is not None else None
 
     def forward(self, latent: th.Tensor) -> th.Tensor:
         """
@@ -103,10 +108,25 @@ class RowColumnActionHead(nn.Module):
         """
         return latent.view(latent.shape[0], self.n_rows, -1)
 
+    def row_logits(self, tokens: th.Tensor, observations: dict[str, th.Tensor] | None = None) -> th.Tensor:
+        """
+        :param tokens: token latents ``(batch, n_rows, token_dim)``
+        :param observations: the observations; needed with left corners
+        :return: the logits of the rows ``(batch, n_rows)``
+        """
+        logits = self.row(tokens).squeeze(-1)
+        if self.left_corners is None or self.row_corner_weights is None:
+            return logits
+        if observations is None:
+            raise ValueError("a head with left corners scores rows from the observations: pass them")
+        marked = self.left_corners.marks_unset_cells(*(observations[key] for key in LEFT_CORNER_KEYS if key in observations))
+        return logits + (self.row_corner_weights * marked).sum(dim=-1)
+
     def column_logits(self, tokens: th.Tensor, observation_rows: dict[str, th.Tensor] | None = None) -> th.Tensor:
         """
         :param tokens: token latents ``(..., token_dim)``
-        :param observation_rows: the ``text`` and ``history`` rows of those tokens; needed with left corners
+        :param observation_rows: the ``text`` and ``history`` (and ``derived``) rows of those tokens; needed with left
+            corners
         :return: the logits of the columns of those rows ``(..., n_columns)``
         """
         logits = self.column(tokens)
@@ -114,7 +134,7 @@ class RowColumnActionHead(nn.Module):
             return logits
         if observation_rows is None:
             raise ValueError("a head with left corners scores columns from the observation rows: pass them")
-        features = self.left_corners(observation_rows["text"], observation_rows["history"])
+        features = self.left_corners(observation_rows["text"], observation_rows["history"], observation_rows.get("derived"))
         return logits + (self.left_corner_weights.unsqueeze(-1) * features).sum(dim=-2)
 
 
@@ -278,7 +298,7 @@ class FactoredMaskableDistribution(MaskableDistribution):
         :param observations: the observations (``text`` and ``history``), for a head with left corners
         """
         self.tokens, self.head, self.observations, self.masks, self._rows = tokens, head, observations, None, None
-        self.row_logits = head.row(tokens).squeeze(-1)
+        self.row_logits = head.row_logits(tokens, observations)
         self.row_log_probs = th.log_softmax(self.row_logits, dim=-1)
         return self
 
@@ -315,7 +335,8 @@ class FactoredMaskableDistribution(MaskableDistribution):
             batch = batch.unsqueeze(-1)
         observation_rows = None
         if self.observations is not None:
-            observation_rows = {key: self.observations[key][batch, rows] for key in ("text", "history")}
+            read = [key for key in LEFT_CORNER_KEYS if key in self.observations]
+            observation_rows = {key: self.observations[key][batch, rows] for key in read}
         logits = self.head.column_logits(self.tokens[batch, rows], observation_rows)
         masks = None
         if self.masks is not None:

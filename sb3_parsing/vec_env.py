@@ -6,8 +6,8 @@ under SB3's ``DummyVecEnv`` with the same seeds and actions (same observations, 
 ``terminal_observation`` and ``TimeLimit.truncated``, automatic resets): its N envs are real
 ``LinguisticParseEnv`` objects, each playing one row of shared boards (:meth:`LinguisticParseEnv.on_board`), so
 ``get_attr``, ``set_attr`` and ``env_method`` reach each env's own state. A step plays every board at once through
-the game's one implementation of the rules (:meth:`ParseBoards.step`) and reads the N observations as two array
-copies, instead of N gym calls through wrappers and N observation copies into buffers. It has ``action_masks()``
+the game's one implementation of the rules (:meth:`ParseBoards.step`) and reads the N observations as array
+copies (one per key), instead of N gym calls through wrappers and N observation copies into buffers. It has ``action_masks()``
 itself, so MaskablePPO, PPO and DQN train on it unchanged.
 
 From Python::
@@ -46,7 +46,6 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
 from sb3_parsing.env import LinguisticParseEnv
-from sb3_parsing.game import ParseBoards
 
 __all__ = ["LinguisticParseVecEnv", "batched_vec_env", "make_parse_vec_env"]
 
@@ -73,7 +72,8 @@ class LinguisticParseVecEnv(VecEnv):
             raise ValueError(f"num_envs must be at least 1, got {num_envs}")
         self.env_kwargs = dict(env_kwargs or {})
         template = LinguisticParseEnv(**self.env_kwargs)
-        self.boards = ParseBoards(num_envs, template.obs_len, template.n_columns, len(template.ruleset.alphabet))
+        self.observe_derived = template.observe_derived
+        self.boards = template.new_boards(num_envs)
         self.envs = [template.on_board(self.boards, i) for i in range(num_envs)]
         self.spec: gym.envs.registration.EnvSpec | None = None  # the registered id, when made from one (VecMonitor logs it)
         self._actions = np.zeros(num_envs, dtype=np.int64)
@@ -103,7 +103,7 @@ class LinguisticParseVecEnv(VecEnv):
         for i, (info, done, cut) in enumerate(zip(infos, dones.tolist(), truncated.tolist(), strict=True)):
             info["TimeLimit.truncated"] = cut  # truncated never holds with terminated: the game ends on success first
             if done:
-                info["terminal_observation"] = {"text": self.boards.text[i].copy(), "history": self.boards.history[i].copy()}
+                info["terminal_observation"] = self.boards.observation(i, self.observe_derived)
                 _, self.reset_infos[i] = self.envs[i].reset()
         return self._observation(), rewards.astype(np.float32), dones, infos
 
@@ -137,7 +137,7 @@ class LinguisticParseVecEnv(VecEnv):
 
     def _observation(self) -> dict[str, np.ndarray]:
         """The N envs' observations (copies)."""
-        return {"text": self.boards.text.copy(), "history": self.boards.history.copy()}
+        return self.boards.observation(slice(None), self.observe_derived)
 
 
 def make_parse_vec_env(

@@ -9,11 +9,9 @@ import numpy as np
 from gymnasium import spaces
 
 from sb3_parsing.env import LinguisticParseEnv
+from sb3_parsing.game import Constituent, mark_constituents
 
 __all__ = ["LinguisticParseGoalEnv", "constituents_of", "encode_constituents", "make_goal_env"]
-
-# A constituent: (start, end, label index), a label over the tokens [start, end).
-Constituent = tuple[int, int, int]
 
 
 def encode_constituents(constituents: Iterable[Constituent], obs_len: int, n_labels: int) -> np.ndarray:
@@ -29,19 +27,13 @@ def encode_constituents(constituents: Iterable[Constituent], obs_len: int, n_lab
     :return: a uint8 array of shape ``(obs_len, n_labels * obs_len)``
     """
     goal = np.zeros((obs_len, n_labels * obs_len), dtype=np.uint8)
-    _add_constituents(goal, constituents)
+    mark_constituents(goal, constituents)
     return goal
 
 
 def _goal_reward(achieved: np.ndarray, desired: np.ndarray) -> np.ndarray:
     """0 where every desired bit is achieved, else -1, over the last two axes (float32)."""
     return np.all(achieved >= desired, axis=(-2, -1)).astype(np.float32) - np.float32(1.0)
-
-
-def _add_constituents(goal: np.ndarray, constituents: Iterable[Constituent]) -> None:
-    obs_len = goal.shape[0]
-    for start, end, label in constituents:
-        goal[start, label * obs_len + end - start - 1] = 1
 
 
 def constituents_of(goal: np.ndarray) -> list[Constituent]:
@@ -70,8 +62,8 @@ class LinguisticParseGoalEnv(LinguisticParseEnv):
     one bit per (label, length) of the constituents that start at token ``m``, so the token extractors read both goals
     as part of each token's row ``[T_m | H_m | goals_m]``. Rows past the sentence's end are zero.
 
-    - ``achieved_goal``: every constituent whose whole derivation is in the history
-      (``analysis.derived_constituents``); it only grows during an episode.
+    - ``achieved_goal``: every constituent whose whole derivation is in the history (the game's ``derived``
+      constituents, kept up to date by its boards); it only grows during an episode.
     - ``desired_goal``: the root constituent. On a sentence that several goal labels span (``%start S Q``), it is
       the first of them in ``ruleset.start``'s order (the episode still ends, as in the game, on any complete parse).
 
@@ -94,6 +86,8 @@ class LinguisticParseGoalEnv(LinguisticParseEnv):
     :param kwargs: keyword arguments of :class:`~sb3_parsing.env.LinguisticParseEnv`
     """
 
+    tracks_derived = True
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.n_labels = self.ruleset.n_labels
@@ -105,9 +99,7 @@ class LinguisticParseGoalEnv(LinguisticParseEnv):
         )
         label_index = {label: i for i, label in enumerate(self.ruleset.labels)}
         self._goal_labels = [label_index[label] for label in self.ruleset.start]
-        self._achieved_goal = np.zeros(goal_shape, dtype=np.uint8)
         self._desired_goal = np.zeros(goal_shape, dtype=np.uint8)
-        self._n_set_cells = 0
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -120,9 +112,6 @@ class LinguisticParseGoalEnv(LinguisticParseEnv):
         """
         obs, info = super().reset(seed=seed, options=options)
         self._desired_goal = encode_constituents([self.root_constituent()], self.obs_len, self.n_labels)
-        self._achieved_goal.fill(0)
-        self._n_set_cells = 0
-        self._update_achieved_goal(obs["history"])
         return self._goal_observation(obs), info
 
     def step(self, action: np.int64 | int) -> tuple[dict[str, np.ndarray], SupportsFloat, bool, bool, dict[str, Any]]:
@@ -132,7 +121,6 @@ class LinguisticParseGoalEnv(LinguisticParseEnv):
         :param action: ``m * n_columns + n``
         """
         obs, _, terminated, truncated, info = super().step(action)
-        self._update_achieved_goal(obs["history"])
         goal_obs = self._goal_observation(obs)
         # the same function as compute_reward's, not a call to it: so SB3's check_env notices a compute_reward that disagrees
         reward = float(_goal_reward(goal_obs["achieved_goal"], goal_obs["desired_goal"]))
@@ -170,15 +158,9 @@ class LinguisticParseGoalEnv(LinguisticParseEnv):
         spanning = {label for start, end, label in analysis.derived_constituents(every_cell) if (start, end) == (0, n)}
         return 0, n, next(label for label in self._goal_labels if label in spanning)
 
-    def _update_achieved_goal(self, history: np.ndarray) -> None:
-        cells = np.flatnonzero(history)
-        # Cells are only ever added during an episode: the same count is the same history, so nothing new is derived.
-        if len(cells) != self._n_set_cells:
-            self._n_set_cells = len(cells)
-            _add_constituents(self._achieved_goal, self.analysis.derived_constituents(set(cells.tolist())))
-
     def _goal_observation(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {**obs, "achieved_goal": self._achieved_goal.copy(), "desired_goal": self._desired_goal.copy()}
+        achieved_goal = self._boards.derived[self._board].copy()  # type: ignore[index]
+        return {**obs, "achieved_goal": achieved_goal, "desired_goal": self._desired_goal.copy()}
 
 
 def make_goal_env(**kwargs: Any) -> LinguisticParseGoalEnv:

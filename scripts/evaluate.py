@@ -36,6 +36,7 @@ from sb3_parsing.evaluation import (
     evaluate_player,
     load_agent,
     longer_sentences,
+    observed_env_kwargs,
 )
 
 _NO_LIMIT = 10**6
@@ -102,6 +103,8 @@ def main() -> None:
         report.update(model=str(args.model), algo=type(model).__name__, num_timesteps=model.num_timesteps)
 
     task = args.env_kwargs
+    if not args.baselines_only:
+        task = {**observed_env_kwargs(model.observation_space), **task}
     if args.trees:
         trees = load_trees(args.trees)
         test_env = gym.make(env_id, **{**task, "sentences": _as_lines(trees), "split": "all"})

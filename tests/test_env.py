@@ -5,6 +5,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from sb3_parsing import GrammarError, LinguisticParseEnv
+from sb3_parsing.wrappers import constituents_of
 
 PUNCTUATED = """
 %start S
@@ -47,7 +48,9 @@ def test_default_registration_spaces_and_info() -> None:
     assert info["n_actions"] == 1
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"columns": "labels"}, {"mask_mode": "oracle"}, {"grammar": "arithmetic"}])
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"columns": "labels"}, {"mask_mode": "oracle"}, {"grammar": "arithmetic"}, {"observe_derived": True}]
+)
 def test_checkers_pass(kwargs: dict) -> None:
     sb3_check_env(LinguisticParseEnv(**kwargs))
     gym_check_env(gym.make("LinguisticParse-v0", **kwargs).unwrapped)
@@ -218,6 +221,29 @@ def test_matched_means_a_new_chart_constituent() -> None:
     cell = int(env.analysis.chart_cells[0])
     assert env.step(cell)[4]["matched"]
     assert not env.step(cell)[4]["matched"], "setting a cell again is a wasted attempt, not a match"
+
+
+@pytest.mark.parametrize(("grammar", "columns"), [("english", "rules"), ("arithmetic", "labels"), ("dyck", "rules")])
+def test_derived_key_holds_what_the_history_derives(grammar: str, columns: str) -> None:
+    env = LinguisticParseEnv(grammar=grammar, columns=columns, max_len=8, observe_derived=True)
+    assert "derived" not in LinguisticParseEnv(grammar=grammar, columns=columns, max_len=8).observation_space.spaces
+    rng = np.random.default_rng(0)
+    grown = False
+    for seed in range(5):
+        obs, _ = env.reset(seed=seed)
+        assert obs["derived"].shape == (8, env.ruleset.n_labels * 8) and not obs["derived"].any()
+        done = False
+        while not done:
+            # random cells of the chart, then the expert's: attempts in any order, some that never take
+            action = int(rng.choice(env.analysis.chart_cells)) if rng.random() < 0.5 else env.expert_action()
+            before = obs["derived"]
+            obs, _, terminated, truncated, _ = env.step(action)
+            assert obs in env.observation_space
+            assert constituents_of(obs["derived"]) == sorted(env.analysis.derived_constituents(env.history_cells()))
+            grown |= bool((obs["derived"] > before).any())
+            assert (obs["derived"] >= before).all(), "what is derived stays derived"
+            done = terminated or truncated
+    assert grown
 
 
 def test_obs_len_follows_max_len_on_a_registered_id() -> None:

@@ -27,6 +27,7 @@ from sb3_parsing.evaluation import (
     evaluate_player,
     load_agent,
     longer_sentences,
+    observed_env_kwargs,
 )
 from sb3_parsing.trees import tree_nodes
 
@@ -159,6 +160,16 @@ def test_load_agent_with_the_env_kwargs_it_was_trained_with(tmp_path):
         load_agent(tmp_path / "ppo" / "dyck.zip")  # the default task has other spaces
     loaded, _ = load_agent(tmp_path / "ppo" / "dyck.zip", env_kwargs=task)
     assert loaded.observation_space == model.observation_space
+
+
+def test_load_agent_gives_an_agent_that_reads_derived_constituents_their_key(tmp_path):
+    env = make_vec_env("LinguisticParse-v0", n_envs=1, env_kwargs=dict(observe_derived=True))
+    model = PPO("MultiInputPolicy", env, n_steps=32, batch_size=32)
+    model.save(tmp_path / "ppo" / "derived.zip")
+    loaded, _ = load_agent(tmp_path / "ppo" / "derived.zip")
+    assert "derived" in loaded.observation_space.spaces
+    assert observed_env_kwargs(loaded.observation_space) == {"observe_derived": True}
+    assert observed_env_kwargs(make_vec_env("LinguisticParse-v0", n_envs=1).observation_space) == {}
 
 
 def test_parse_metrics_callback_logs_attempts(tmp_path):

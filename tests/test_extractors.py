@@ -142,7 +142,7 @@ def test_goal_spans_tell_each_row_where_it_sits_in_the_goal() -> None:
     assert th.equal(goal_spans(junk, mask, pattern), goal_spans(goal, mask, pattern))
 
 
-def test_goal_spans_set_the_row_width_and_refuse_other_layouts() -> None:
+def test_constituent_spans_set_the_row_width_and_refuse_other_layouts() -> None:
     extractor = TokenMLPExtractor(make_space(goal=True))
     raw = TokenMLPExtractor(make_space(goal=True), goal_spans=False)
     assert extractor.token_dim == ALPHABET + N_COLUMNS + 2 * 3 * N_LABELS
@@ -151,6 +151,8 @@ def test_goal_spans_set_the_row_width_and_refuse_other_layouts() -> None:
     with pytest.raises(ValueError, match="pass goal_spans=False"):
         TokenMLPExtractor(odd)
     assert TokenMLPExtractor(odd, goal_spans=False).token_dim == ALPHABET + N_COLUMNS + N_ROWS + 1
+    derived = spaces.Dict(dict(make_space(goal=False).spaces, derived=spaces.Box(0, 1, (N_ROWS, N_LABELS * N_ROWS), np.uint8)))
+    assert TokenMLPExtractor(derived).token_dim == ALPHABET + N_COLUMNS + 3 * N_LABELS  # the game's derived key too
 
 
 def test_wide_rows_are_embedded_as_a_sparse_product_with_the_dense_result() -> None:

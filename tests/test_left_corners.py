@@ -10,6 +10,7 @@ import sb3_parsing  # noqa: F401  (registers the env ids)
 from sb3_parsing.grammar import RuleSet
 from sb3_parsing.left_corners import LeftCornerFeatures
 from sb3_parsing.policies import FactoredMaskableTokenPolicy
+from sb3_parsing.wrappers import encode_constituents
 
 GRAMMAR = RuleSet.from_text(
     "%start S\nNP VP => S\nDet N => NP\nDet Adj N => NP\nV NP => VP\nthe => Det\ndog => N\nsees => V\nold => Adj\nold => N\n"
@@ -39,6 +40,20 @@ def test_rule_columns_start_at_their_first_word_or_at_a_set_cell_of_their_first_
     assert not corner[1].any()
 
 
+def test_with_derived_rows_only_constituents_that_took_start_a_column() -> None:
+    features = LeftCornerFeatures(GRAMMAR, "rules")
+    # "the => Det" attempted at both rows: it takes at row 0 ("the"), not at row 1 ("old")
+    text, history = _rows(["the", "old"], [[RULE["the => Det"]], [RULE["the => Det"]]], len(GRAMMAR.rules))
+    label = {name: i for i, name in enumerate(GRAMMAR.labels)}
+    derived = encode_constituents([(0, 1, label["Det"])], obs_len=2, n_labels=len(GRAMMAR.labels))
+    _, attempted = features(text, history).unbind(dim=-2)
+    _, took = features(text, history, th.as_tensor(derived)).unbind(dim=-2)
+    det_first = sorted([RULE["Det N => NP"], RULE["Det Adj N => NP"]])
+    assert sorted(attempted[1].nonzero().flatten().tolist()) == det_first, "an attempt counts without the derived rows"
+    assert sorted(took[0].nonzero().flatten().tolist()) == det_first
+    assert not took[1].any()
+
+
 def test_label_columns_start_where_one_of_their_rules_can() -> None:
     features = LeftCornerFeatures(GRAMMAR, "labels")
     label = {name: i for i, name in enumerate(GRAMMAR.labels)}
@@ -66,15 +81,40 @@ def test_every_cell_of_a_parse_starts_at_its_word_or_at_another_cell_of_the_pars
         assert not (word.bool() | corner.bool()).all(), "the features rule cells out"
 
 
+@pytest.mark.parametrize(("columns", "observe_derived"), [("rules", False), ("rules", True), ("labels", True)])
+def test_rows_are_marked_where_a_feature_marks_an_unset_cell(columns: str, observe_derived: bool) -> None:
+    env = gym.make("LinguisticParse-v0", columns=columns, observe_derived=observe_derived)
+    features = LeftCornerFeatures(env.unwrapped.ruleset, columns)
+    rng = np.random.default_rng(0)
+    observations = []
+    for seed in range(8):
+        obs, _ = env.reset(seed=seed)
+        for _ in range(int(rng.integers(0, 20))):  # expert and random cells: rows with and without work left
+            mask = env.unwrapped.action_masks()
+            action = env.unwrapped.expert_action() if rng.random() < 0.6 else int(rng.choice(np.flatnonzero(mask)))
+            obs, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                break
+        observations.append(obs)
+    rows = [th.as_tensor(np.stack([obs[key] for obs in observations])) for key in ("text", "history", "derived") if key in obs]
+    unset = rows[1].eq(0).unsqueeze(-2)
+    expected = features(*rows).masked_fill(~unset, 0.0).amax(dim=-1)
+    marked = features.marks_unset_cells(*rows)
+    assert th.equal(marked, expected)
+    assert 0 < marked.sum() < marked.numel()
+
+
 def test_policy_learns_the_weights_of_the_left_corners() -> None:
     env = gym.make("LinguisticParse-v0", max_steps=16)
     policy_kwargs = dict(grammar="english", **SMALL_NETWORK)
     model = MaskablePPO(FactoredMaskableTokenPolicy, env, n_steps=64, batch_size=32, n_epochs=1, policy_kwargs=policy_kwargs)
     weights = model.policy.action_net.left_corner_weights
+    row_weights = model.policy.action_net.row_corner_weights
     start = th.full((2,), math.log(env.unwrapped.n_columns))
-    assert th.equal(weights.detach(), start)
+    row_start = th.full((2,), math.log(env.unwrapped.obs_len))
+    assert th.equal(weights.detach(), start) and th.equal(row_weights.detach(), row_start)
     model.learn(128)
-    assert (weights.detach() != start).all()
+    assert (weights.detach() != start).all() and (row_weights.detach() != row_start).all()
     obs, _ = env.reset(seed=0)
     for _ in range(10):
         mask = env.unwrapped.action_masks()
@@ -85,18 +125,38 @@ def test_policy_learns_the_weights_of_the_left_corners() -> None:
             break
 
 
-def test_left_corners_reach_the_column_logits() -> None:
-    env = gym.make("LinguisticParse-v0")
+@pytest.mark.parametrize("observe_derived", [False, True])
+def test_left_corners_reach_the_column_logits(observe_derived: bool) -> None:
+    env = gym.make("LinguisticParse-v0", observe_derived=observe_derived)
     model = MaskablePPO(FactoredMaskableTokenPolicy, env, n_steps=32, policy_kwargs=dict(grammar="english", **SMALL_NETWORK))
-    obs, _ = env.reset(seed=0)
-    obs_tensor, _ = model.policy.obs_to_tensor(obs)
-    with th.no_grad():
-        model.policy.action_net.left_corner_weights[0] = 50.0  # the token's own words far ahead
-        distribution = model.policy.get_distribution(obs_tensor)
-        action = int(distribution.mode())
+    features = LeftCornerFeatures(env.unwrapped.ruleset)
     columns = int(env.unwrapped.n_columns)
-    word, _ = LeftCornerFeatures(env.unwrapped.ruleset)(th.as_tensor(obs["text"]), th.as_tensor(obs["history"])).unbind(-2)
-    assert word[action // columns, action % columns] == 1
+    obs, _ = env.reset(seed=0)
+    for _ in range(3):  # the words' rules: the first constituents, of which the corners then start phrases
+        obs, *_ = env.step(env.unwrapped.expert_action())
+    for feature in (0, 1):  # word, then corner far ahead of everything else
+        with th.no_grad():
+            model.policy.action_net.left_corner_weights.copy_(th.tensor([50.0, 0.0]).roll(feature))
+            action = int(model.policy.get_distribution(model.policy.obs_to_tensor(obs)[0]).mode())
+        rows = [th.as_tensor(obs[key]) for key in ("text", "history", "derived") if key in obs]
+        assert features(*rows)[action // columns, feature, action % columns] == 1
+
+
+@pytest.mark.parametrize("observe_derived", [False, True])
+def test_rows_with_marked_unset_cells_reach_the_row_logits(observe_derived: bool) -> None:
+    env = gym.make("LinguisticParse-v0", observe_derived=observe_derived)
+    model = MaskablePPO(FactoredMaskableTokenPolicy, env, n_steps=32, policy_kwargs=dict(grammar="english", **SMALL_NETWORK))
+    features = LeftCornerFeatures(env.unwrapped.ruleset)
+    obs, _ = env.reset(seed=0)
+    for _ in range(4):
+        obs, *_ = env.step(env.unwrapped.expert_action())
+    marked = features.marks_unset_cells(*(th.as_tensor(obs[key]) for key in ("text", "history", "derived") if key in obs))
+    for feature in (0, 1):  # rows with an unset cell of the token's words, then of a constituent's corners
+        assert 0 < marked[:, feature].sum() < int(obs["text"].any(axis=1).sum()), "some real rows marked, not all"
+        with th.no_grad():
+            model.policy.action_net.row_corner_weights.copy_(th.tensor([50.0, 0.0]).roll(feature))
+            distribution = model.policy.get_distribution(model.policy.obs_to_tensor(obs)[0])
+        assert marked[int(distribution.row_log_probs.argmax()), feature] == 1
 
 
 def test_policy_refuses_another_grammar_than_the_envs_with_how_to_fix() -> None:

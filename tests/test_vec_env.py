@@ -46,6 +46,7 @@ def _assert_obs_equal(batched: dict[str, np.ndarray], reference: dict[str, np.nd
         SMALL,
         dict(SMALL, mask_mode="oracle", step_penalty=0.01, constituent_bonus=0.1, success_reward=2.0),
         dict(SMALL, max_len=16, obs_len=16, max_steps=40),  # up to 95 gold sets: the tables grow during the rollout
+        dict(SMALL, observe_derived=True),
         dict(grammar="arithmetic", min_len=1, max_len=7, max_steps=30, columns="labels", n_sentences=40, split="all"),
         dict(grammar="dyck", min_len=2, max_len=8, max_steps=20, n_sentences=40, split="test"),
     ],
