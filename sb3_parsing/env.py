@@ -221,7 +221,7 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self.render_mode = render_mode
         self.n_columns = self.oracle.n_columns
         self._text_column = {s.name: i for i, s in enumerate(self.ruleset.alphabet) if not s.is_label}
-        game_spaces = {
+        game_spaces: dict[str, spaces.Space] = {
             "text": spaces.Box(0, 1, (obs_len, len(self.ruleset.alphabet)), dtype=np.uint8),
             "history": spaces.Box(0, 1, (obs_len, self.n_columns), dtype=np.uint8),
         }

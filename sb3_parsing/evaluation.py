@@ -348,7 +348,7 @@ def load_agent(
         raise FileNotFoundError(f"no saved model at {path}")
     # HerReplayBuffer needs an env to be rebuilt; for the others the env only checks the spaces
     data, _, _ = load_from_zip_file(path, load_data=True, device="cpu")
-    env_kwargs = {**observed_env_kwargs(data["observation_space"]), **(env_kwargs or {})}
+    env_kwargs = {**(observed_env_kwargs(data["observation_space"]) if data else {}), **(env_kwargs or {})}
     env = DummyVecEnv([lambda: gym.make(env_id, **env_kwargs)])
     return ALGORITHMS[algo].load(path, env=env, device="cpu"), env_id
 

@@ -39,6 +39,10 @@ class LeftCornerFeatures(nn.Module):
     :param columns: the env's column mode, ``"rules"`` or ``"labels"``
     """
 
+    columns_started: th.Tensor
+    symbol_of_label: th.Tensor
+    column_label: th.Tensor
+
     def __init__(self, ruleset: RuleSet, columns: str = "rules") -> None:
         super().__init__()
         if columns not in COLUMN_MODES:
@@ -73,6 +77,14 @@ class LeftCornerFeatures(nn.Module):
         self.n_columns = len(produced)
         self.n_labels = len(ruleset.labels)
         self.alphabet_size = len(ruleset.alphabet)
+        # The columns each symbol starts (a row per alphabet symbol, padded with -1), each label's symbol and each
+        # column's label: what marks_unset_cells reads instead of every column
+        started = _padded([columns_starting_with.get(symbol, []) for symbol in ruleset.alphabet])
+        label_index = {label: i for i, label in enumerate(ruleset.labels)}
+        label_symbols = [symbol_index[Symbol(label, True)] for label in ruleset.labels]
+        self.register_buffer("columns_started", started, persistent=False)
+        self.register_buffer("symbol_of_label", th.tensor(label_symbols), persistent=False)
+        self.register_buffer("column_label", th.tensor([label_index[label] for label in produced]), persistent=False)
         # (columns x alphabet) and (columns x columns), 0/1; rebuilt from the grammar, never saved with the weights
         self.register_buffer("word_corners", _sparse(word_pairs, (self.n_columns, self.alphabet_size)), persistent=False)
         self.register_buffer("label_corners", _sparse(corner_pairs, (self.n_columns, self.n_columns)), persistent=False)
@@ -98,8 +110,8 @@ class LeftCornerFeatures(nn.Module):
 
     def marks_unset_cells(self, text: th.Tensor, history: th.Tensor, derived: th.Tensor | None = None) -> th.Tensor:
         """
-        Whether each row has an unset cell that each feature marks: :meth:`forward` over the unset cells of the row,
-        maxed over columns, without the ``(..., 2, n_columns)`` features (it sums over the grammar's few pairs).
+        Whether each row has an unset cell that each feature marks: :meth:`forward` over the row's unset cells, maxed
+        over columns, read off the few columns each symbol starts instead of every column.
 
         :param text: text rows ``(..., alphabet_size)``
         :param history: the same rows of the history ``(..., n_columns)``
@@ -107,19 +119,41 @@ class LeftCornerFeatures(nn.Module):
         :return: ``(..., 2)``, 0 or 1
         """
         leading = text.shape[:-1]
-        text, history = text.reshape(-1, self.alphabet_size).float(), history.reshape(-1, self.n_columns).float()
-        unset = 1.0 - history
-        # word: an unset column of which the row's token is a left corner
-        word = (th.sparse.mm(self.word_corners.t(), unset.T).T * text).sum(dim=-1)
-        if derived is None:  # corner: an unset column of which a set cell's label is a left corner
-            corner = (th.sparse.mm(self.label_corners.t(), unset.T).T * history).sum(dim=-1)
-        else:  # corner: an unset column of which a label derived from the row is a left corner
-            starts = derived.reshape(text.shape[0], self.n_labels, -1).float().amax(dim=-1)
-            corner = (th.sparse.mm(self.derived_corners.t(), unset.T).T * starts).sum(dim=-1)
-        return th.stack([word, corner], dim=-1).gt(0).float().view(*leading, 2)
+        text, history = text.reshape(-1, self.alphabet_size), history.reshape(-1, self.n_columns)
+        word_rows = text.any(dim=-1).nonzero().squeeze(-1)
+        word = self._starts_unset(history, word_rows, text[word_rows].argmax(dim=-1))
+        if derived is None:  # the labels of the cells set in the row
+            corner_rows, columns = history.nonzero().unbind(dim=-1)
+            labels = self.column_label[columns]
+        else:  # the labels derived from the row
+            starts = derived.reshape(text.shape[0], self.n_labels, -1).amax(dim=-1)
+            corner_rows, labels = starts.nonzero().unbind(dim=-1)
+        corner = self._starts_unset(history, corner_rows, self.symbol_of_label[labels])
+        return th.stack([word, corner], dim=-1).view(*leading, 2)
+
+    def _starts_unset(self, history: th.Tensor, rows: th.Tensor, symbols: th.Tensor) -> th.Tensor:
+        """
+        :param history: history rows ``(n, n_columns)``
+        :param rows: row indices, one per symbol
+        :param symbols: alphabet indices
+        :return: ``(n,)``: 1 where one of the symbols given for the row starts a column that is unset there, else 0
+        """
+        columns = self.columns_started[symbols]  # (k, most columns a symbol starts), -1 padding
+        unset = history[rows.unsqueeze(-1), columns.clamp(min=0)].eq(0) & columns.ge(0)
+        marks = th.zeros(history.shape[0], device=history.device)
+        marks[rows[unset.any(dim=-1)]] = 1.0
+        return marks
 
 
 def _sparse(pairs: list[tuple[int, int]], shape: tuple[int, int]) -> th.Tensor:
     """A 0/1 sparse COO matrix with ones at ``pairs`` (row, column)."""
     indices = th.tensor(pairs, dtype=th.long).T if pairs else th.zeros((2, 0), dtype=th.long)
     return th.sparse_coo_tensor(indices, th.ones(indices.shape[1]), shape, check_invariants=True).coalesce()
+
+
+def _padded(lists: list[list[int]]) -> th.Tensor:
+    """The lists as the rows of a long tensor, padded with -1."""
+    padded = th.full((len(lists), max(1, *(len(values) for values in lists))), -1, dtype=th.long)
+    for row, values in enumerate(lists):
+        padded[row, : len(values)] = th.tensor(values, dtype=th.long)
+    return padded
