@@ -112,8 +112,12 @@ def goal_spans(goal: th.Tensor, mask: th.Tensor, pattern: th.Tensor) -> th.Tenso
     :return: (batch, L, n_labels * 3), each value 0 or 1
     """
     batch, n_rows, width = goal.shape
-    bits = goal.masked_fill(~mask.unsqueeze(-1), 0.0).view(batch, n_rows, width // n_rows, n_rows)
-    return th.einsum("bskn,snmc->bmkc", bits, pattern).clamp(max=1.0).flatten(start_dim=2)
+    n_labels = width // n_rows
+    # A goal holds a few constituents among batch * L * n_labels * L bits: add up their spans' rows one by one
+    constituents = goal.view(batch, n_rows, n_labels, n_rows).nonzero()
+    items, starts, labels, lengths = constituents[mask[constituents[:, 0], constituents[:, 1]]].unbind(dim=-1)
+    views = goal.new_zeros((batch * n_labels, n_rows, 3)).index_add_(0, items * n_labels + labels, pattern[starts, lengths])
+    return views.view(batch, n_labels, n_rows, 3).transpose(1, 2).clamp(max=1.0).flatten(start_dim=2)
 
 
 def _check_positive(**values: int) -> None:

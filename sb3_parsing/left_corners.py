@@ -4,36 +4,63 @@ symbols of its rule, or of its label's rules with ``columns="labels"``) can only
 is one of them, or if a constituent of one of them starts at row ``m``. Both are read off the observation with fixed
 sparse matrices built from the RuleSet: the text row, and the ``derived`` row of an env with ``observe_derived=True``
 (the constituents that start there), else the history row (the labels of the cells attempted there, whether or not
-they took).
+they took). With the ``derived`` rows a third feature says whether the column's *whole* pattern (one of its rules')
+follows from row ``m`` on, through the tokens and the derived constituents: whether setting the cell would derive a
+constituent now.
 
 On a grammar with thousands of rules most cells are neither, and an agent exploring at random almost never sets a
 cell of the chart: on ``LinguisticParse-v1`` a sentence starts with a median of 20,704 allowed cells, 46 of them in
 the chart, and the ``word`` feature marks 11 (the tokens' own lexical rules). With these features a policy can learn
 once that a rule whose first word is the token, or whose first label was just attempted, is worth trying, instead of
 once per word and rule. :class:`~sb3_parsing.policies.FactoredMaskableTokenPolicy` adds them to its column
-logits with ``grammar=``. They say what *may* start at a cell, never what the chart holds: that stays the agent's to
-find (``mask_mode="oracle"`` is the env's option that gives the chart away).
+logits with ``grammar=``. They say what *may* start or be built at a cell from what the observation shows (what a
+chart parser would compute from the text and the history), never which cells lead to a parse: that stays the agent's
+to find (``mask_mode="oracle"`` is the env's option that gives the chart away).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch as th
 from torch import nn
 
 from sb3_parsing.grammar import RuleSet, Symbol
 
-__all__ = ["LEFT_CORNER_KEYS", "LeftCornerFeatures"]
+__all__ = ["LEFT_CORNER_KEYS", "N_FEATURES", "LeftCornerFeatures", "SentenceReading"]
 
 #: The observation keys that the features read, row by row (``derived`` only where the env observes it)
 LEFT_CORNER_KEYS = ("text", "history", "derived")
 
 COLUMN_MODES = ("rules", "labels")
 
+#: Features per cell: ``word``, ``corner`` and ``fits`` (0 without the ``derived`` rows)
+N_FEATURES = 3
+
+
+class SentenceReading(NamedTuple):
+    """
+    What ``fits`` reads off a batch of observations, read once per batch: the tokens, and the derived constituents
+    sorted by (batch item, start).
+
+    :param tokens: the alphabet index of each token ``(batch, obs_len)``, -1 past the sentence
+    :param span_keys: ``item * obs_len + start`` of each constituent, sorted
+    :param span_symbols: the alphabet index of each constituent's label
+    :param span_lengths: the tokens each constituent covers
+    """
+
+    tokens: th.Tensor
+    span_keys: th.Tensor
+    span_symbols: th.Tensor
+    span_lengths: th.Tensor
+
 
 class LeftCornerFeatures(nn.Module):
     """
-    Two features per cell: whether a left corner of the column is the row's token (``word``), and whether it is the
-    label of a constituent derived from the row (``corner``; without the ``derived`` rows, of a cell set in the row).
+    Three features per cell: whether a left corner of the column is the row's token (``word``), whether it is the
+    label of a constituent derived from the row (``corner``; without the ``derived`` rows, of a cell set in the row),
+    and whether a whole pattern of the column follows from the row through the tokens and the derived constituents
+    (``fits``; only with the ``derived`` rows).
 
     :param ruleset: the env's grammar
     :param columns: the env's column mode, ``"rules"`` or ``"labels"``
@@ -42,17 +69,24 @@ class LeftCornerFeatures(nn.Module):
     columns_started: th.Tensor
     symbol_of_label: th.Tensor
     column_label: th.Tensor
+    prefix_keys: th.Tensor
+    prefix_nodes: th.Tensor
+    node_column_offsets: th.Tensor
+    node_columns: th.Tensor
 
     def __init__(self, ruleset: RuleSet, columns: str = "rules") -> None:
         super().__init__()
         if columns not in COLUMN_MODES:
             raise ValueError(f"columns must be one of {COLUMN_MODES}, got {columns!r}")
+        label_index = {label: i for i, label in enumerate(ruleset.labels)}
         if columns == "rules":
             left_corners = [{rule.pattern[0]} for rule in ruleset.rules]
             produced = [rule.label for rule in ruleset.rules]
+            rule_columns = list(range(len(ruleset.rules)))
         else:
             left_corners = [{rule.pattern[0] for rule in ruleset.rules if rule.label == label} for label in ruleset.labels]
             produced = list(ruleset.labels)
+            rule_columns = [label_index[rule.label] for rule in ruleset.rules]
         symbol_index = {symbol: i for i, symbol in enumerate(ruleset.alphabet)}
         columns_starting_with: dict[Symbol, list[int]] = {}
         for column, corners in enumerate(left_corners):
@@ -80,7 +114,6 @@ class LeftCornerFeatures(nn.Module):
         # The columns each symbol starts (a row per alphabet symbol, padded with -1), each label's symbol and each
         # column's label: what marks_unset_cells reads instead of every column
         started = _padded([columns_starting_with.get(symbol, []) for symbol in ruleset.alphabet])
-        label_index = {label: i for i, label in enumerate(ruleset.labels)}
         label_symbols = [symbol_index[Symbol(label, True)] for label in ruleset.labels]
         self.register_buffer("columns_started", started, persistent=False)
         self.register_buffer("symbol_of_label", th.tensor(label_symbols), persistent=False)
@@ -90,6 +123,13 @@ class LeftCornerFeatures(nn.Module):
         self.register_buffer("label_corners", _sparse(corner_pairs, (self.n_columns, self.n_columns)), persistent=False)
         # (columns x labels): the labels that start each column
         self.register_buffer("derived_corners", _sparse(derived_pairs, (self.n_columns, self.n_labels)), persistent=False)
+        # The rules' patterns as a prefix tree, for fits: rules that share a prefix are followed once
+        patterns = [[symbol_index[symbol] for symbol in rule.pattern] for rule in ruleset.rules]
+        keys, nodes, column_offsets, node_columns = _prefix_tree(patterns, rule_columns, self.alphabet_size)
+        self.register_buffer("prefix_keys", keys, persistent=False)
+        self.register_buffer("prefix_nodes", nodes, persistent=False)
+        self.register_buffer("node_column_offsets", column_offsets, persistent=False)
+        self.register_buffer("node_columns", node_columns, persistent=False)
 
     def forward(self, text: th.Tensor, history: th.Tensor, derived: th.Tensor | None = None) -> th.Tensor:
         """
@@ -108,28 +148,64 @@ class LeftCornerFeatures(nn.Module):
             corner = th.sparse.mm(self.derived_corners, starts.T).T
         return th.stack([word, corner.clamp(max=1.0)], dim=-2).view(*leading, 2, self.n_columns)
 
-    def marks_unset_cells(self, text: th.Tensor, history: th.Tensor, derived: th.Tensor | None = None) -> th.Tensor:
+    def read(self, text: th.Tensor, derived: th.Tensor) -> SentenceReading:
         """
-        Whether each row has an unset cell that each feature marks: :meth:`forward` over the row's unset cells, maxed
+        :param text: the text matrices ``(batch, obs_len, alphabet_size)``
+        :param derived: the ``derived`` key ``(batch, obs_len, n_labels * obs_len)``
+        :return: what :meth:`fits` reads of them
+        """
+        batch, obs_len = text.shape[:2]
+        tokens = th.where(text.any(dim=-1), text.argmax(dim=-1), -1)
+        items, starts, labels, lengths = derived.reshape(batch, obs_len, self.n_labels, obs_len).nonzero().unbind(dim=-1)
+        return SentenceReading(tokens, items * obs_len + starts, self.symbol_of_label[labels], lengths + 1)
+
+    def fits(self, reading: SentenceReading, samples: th.Tensor, rows: th.Tensor) -> th.Tensor:
+        """
+        The ``fits`` feature of the cells of some rows: whether a rule of the column matches, from the row on, tokens
+        and derived constituents end to end (setting the cell would derive a constituent now).
+
+        :param reading: the observations, :meth:`read`
+        :param samples: the batch item of each row to score ``(n,)``
+        :param rows: the rows to score ``(n,)``
+        :return: ``(n, n_columns)``, 0 or 1
+        """
+        scored, columns = self._fitting_cells(reading, samples, rows)
+        fits = th.zeros(rows.shape[0], self.n_columns, device=rows.device)
+        fits[scored, columns] = 1.0
+        return fits
+
+    def marks_unset_cells(
+        self, text: th.Tensor, history: th.Tensor, derived: th.Tensor | None = None, reading: SentenceReading | None = None
+    ) -> th.Tensor:
+        """
+        Whether each row has an unset cell that each feature marks: the features over the row's unset cells, maxed
         over columns, read off the few columns each symbol starts instead of every column.
 
-        :param text: text rows ``(..., alphabet_size)``
-        :param history: the same rows of the history ``(..., n_columns)``
-        :param derived: the same rows of the ``derived`` key, if the env observes it
-        :return: ``(..., 2)``, 0 or 1
+        :param text: text matrices ``(..., obs_len, alphabet_size)``
+        :param history: the history matrices ``(..., obs_len, n_columns)``
+        :param derived: the ``derived`` key ``(..., obs_len, n_labels * obs_len)``, if the env observes it
+        :param reading: :meth:`read` of the same observations, if already read
+        :return: ``(..., obs_len, 3)``, 0 or 1 (``fits`` is 0 without ``derived``)
         """
-        leading = text.shape[:-1]
-        text, history = text.reshape(-1, self.alphabet_size), history.reshape(-1, self.n_columns)
-        word_rows = text.any(dim=-1).nonzero().squeeze(-1)
-        word = self._starts_unset(history, word_rows, text[word_rows].argmax(dim=-1))
+        leading, obs_len = text.shape[:-1], text.shape[-2]
+        flat_text, flat_history = text.reshape(-1, self.alphabet_size), history.reshape(-1, self.n_columns)
+        word_rows = flat_text.any(dim=-1).nonzero().squeeze(-1)
+        word = self._starts_unset(flat_history, word_rows, flat_text[word_rows].argmax(dim=-1))
+        fits = th.zeros_like(word)
         if derived is None:  # the labels of the cells set in the row
-            corner_rows, columns = history.nonzero().unbind(dim=-1)
+            corner_rows, columns = flat_history.nonzero().unbind(dim=-1)
             labels = self.column_label[columns]
-        else:  # the labels derived from the row
-            starts = derived.reshape(text.shape[0], self.n_labels, -1).amax(dim=-1)
+        else:  # the labels derived from the row, and the cells whose pattern follows from it
+            starts = derived.reshape(flat_text.shape[0], self.n_labels, -1).amax(dim=-1)
             corner_rows, labels = starts.nonzero().unbind(dim=-1)
-        corner = self._starts_unset(history, corner_rows, self.symbol_of_label[labels])
-        return th.stack([word, corner], dim=-1).view(*leading, 2)
+            samples, rows = th.div(word_rows, obs_len, rounding_mode="floor"), word_rows % obs_len
+            if reading is None:
+                reading = self.read(text.reshape(-1, obs_len, self.alphabet_size), derived.reshape(-1, *derived.shape[-2:]))
+            scored, fitting_columns = self._fitting_cells(reading, samples, rows)
+            unset = flat_history[word_rows[scored], fitting_columns].eq(0)
+            fits[word_rows[scored[unset]]] = 1.0
+        corner = self._starts_unset(flat_history, corner_rows, self.symbol_of_label[labels])
+        return th.stack([word, corner, fits], dim=-1).view(*leading, N_FEATURES)
 
     def _starts_unset(self, history: th.Tensor, rows: th.Tensor, symbols: th.Tensor) -> th.Tensor:
         """
@@ -143,6 +219,99 @@ class LeftCornerFeatures(nn.Module):
         marks = th.zeros(history.shape[0], device=history.device)
         marks[rows[unset.any(dim=-1)]] = 1.0
         return marks
+
+    def _fitting_cells(self, reading: SentenceReading, samples: th.Tensor, rows: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """
+        Follow the prefix tree of the rules' patterns from each scored row, one symbol at a time, over the tokens and
+        the derived constituents: a state is (scored row, tree node, next position).
+
+        :return: the cells whose pattern fits, as (index into ``rows``, column) pairs
+        """
+        tokens, span_keys, span_symbols, span_lengths = reading
+        obs_len = tokens.shape[1]
+        state_rows = th.arange(rows.shape[0], device=rows.device)
+        state_nodes = th.zeros_like(state_rows)  # the root
+        state_positions = rows.clone()
+        found_rows, found_columns = [], []
+        while state_rows.numel():
+            at = samples[state_rows] * obs_len + state_positions.clamp(max=obs_len - 1)
+            inside = state_positions < obs_len
+            # Moves over the next token (length 1), then over each constituent derived from the next position
+            token_states = (inside & tokens.reshape(-1)[at].ge(0)).nonzero().squeeze(-1)
+            span_states, span_index = _matches(span_keys, at.masked_fill(~inside, -1))
+            move_states = th.cat([token_states, span_states])
+            move_symbols = th.cat([tokens.reshape(-1)[at[token_states]], span_symbols[span_index]])
+            move_lengths = th.cat([th.ones_like(token_states), span_lengths[span_index]])
+            edges = state_nodes[move_states] * self.alphabet_size + move_symbols
+            child_moves, children = _lookup(self.prefix_keys, self.prefix_nodes, edges)
+            state_rows = state_rows[move_states[child_moves]]
+            state_nodes = children
+            state_positions = state_positions[move_states[child_moves]] + move_lengths[child_moves]
+            key = (state_rows * self.prefix_nodes.numel() + state_nodes) * (obs_len + 1) + state_positions
+            unique = _first_of_each(key)
+            state_rows, state_nodes, state_positions = state_rows[unique], state_nodes[unique], state_positions[unique]
+            ending_states, column_index = _ranges(self.node_column_offsets, state_nodes)
+            found_rows.append(state_rows[ending_states])
+            found_columns.append(self.node_columns[column_index])
+        scored = th.cat(found_rows) if found_rows else rows.new_zeros(0)
+        columns = th.cat(found_columns) if found_columns else rows.new_zeros(0)
+        return scored, columns
+
+
+def _prefix_tree(
+    patterns: list[list[int]], rule_columns: list[int], alphabet_size: int
+) -> tuple[th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
+    """
+    The patterns as a prefix tree, node 0 the root.
+
+    :return: the sorted edge keys ``node * alphabet_size + symbol`` and the child of each; per node, the offsets into
+        and the columns of the rules whose pattern ends there (columns sorted by node, without repeats)
+    """
+    children: dict[tuple[int, int], int] = {}
+    ending: dict[int, set[int]] = {}
+    for pattern, column in zip(patterns, rule_columns, strict=True):
+        node = 0
+        for symbol in pattern:
+            node = children.setdefault((node, symbol), len(children) + 1)
+        ending.setdefault(node, set()).add(column)
+    edges = sorted((node * alphabet_size + symbol, child) for (node, symbol), child in children.items())
+    n_nodes = len(children) + 1
+    counts = th.tensor([len(ending.get(node, ())) for node in range(n_nodes)])
+    offsets = th.cat([th.zeros(1, dtype=th.long), counts.cumsum(0)])
+    columns = th.tensor([column for node in range(n_nodes) for column in sorted(ending.get(node, ()))], dtype=th.long)
+    return th.tensor([key for key, _ in edges]), th.tensor([child for _, child in edges]), offsets, columns
+
+
+def _matches(sorted_keys: th.Tensor, queries: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    """Every (query index, index into ``sorted_keys``) pair with equal keys."""
+    first = th.searchsorted(sorted_keys, queries)
+    counts = th.searchsorted(sorted_keys, queries, right=True) - first
+    return _expand(first, counts)
+
+
+def _ranges(offsets: th.Tensor, items: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    """Every (index into ``items``, position) pair with the position in ``offsets[item]:offsets[item + 1]``."""
+    return _expand(offsets[items], offsets[items + 1] - offsets[items])
+
+
+def _expand(first: th.Tensor, counts: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    """The pairs (i, first[i] + j) for j < counts[i]."""
+    owners = th.repeat_interleave(th.arange(first.numel(), device=first.device), counts)
+    steps = th.arange(owners.numel(), device=first.device) - th.repeat_interleave(counts.cumsum(0) - counts, counts)
+    return owners, first[owners] + steps
+
+
+def _lookup(sorted_keys: th.Tensor, values: th.Tensor, queries: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    """The queries found among ``sorted_keys`` (their indices) and the value of each."""
+    found = th.searchsorted(sorted_keys, queries).clamp(max=max(sorted_keys.numel() - 1, 0))
+    hit = (sorted_keys[found] == queries).nonzero().squeeze(-1) if sorted_keys.numel() else queries.new_zeros(0)
+    return hit, values[found[hit]]
+
+
+def _first_of_each(keys: th.Tensor) -> th.Tensor:
+    """The index of one occurrence of each distinct key."""
+    unique, inverse = th.unique(keys, return_inverse=True)
+    return th.zeros_like(unique).scatter_(0, inverse, th.arange(keys.numel(), device=keys.device))
 
 
 def _sparse(pairs: list[tuple[int, int]], shape: tuple[int, int]) -> th.Tensor:

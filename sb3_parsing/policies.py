@@ -38,7 +38,7 @@ from torch.distributions import Categorical
 from sb3_parsing.env import load_grammar
 from sb3_parsing.extractors import TokenTransformerExtractor
 from sb3_parsing.grammar import RuleSet
-from sb3_parsing.left_corners import LEFT_CORNER_KEYS, LeftCornerFeatures
+from sb3_parsing.left_corners import LEFT_CORNER_KEYS, N_FEATURES, LeftCornerFeatures, SentenceReading
 
 __all__ = [
     "BitMaskDictRolloutBuffer",
@@ -96,10 +96,10 @@ class RowColumnActionHead(nn.Module):
         # The weight of each left-corner feature in the column logits, trained from log(n_columns): at first, the few
         # cells a feature marks in a row weigh as much as all the others together (from 0, Adam at 1e-3 took 50k steps
         # to reach 0.1 on LinguisticParse-v1, where log(n_columns) is 7.9)
-        self.left_corner_weights = nn.Parameter(th.full((2,), math.log(n_columns))) if left_corners is not None else None
+        self.left_corner_weights = _weights(math.log(n_columns)) if left_corners is not None else None
         # The weight of "the row has an unset cell that the feature marks" in the row logits, trained from log(n_rows):
         # a row with nothing left to start is no longer drawn as often as one with a word or a constituent to build on
-        self.row_corner_weights = nn.Parameter(th.full((2,), math.log(n_rows))) if left_corners is not None else None
+        self.row_corner_weights = _weights(math.log(n_rows)) if left_corners is not None else None
 
     def forward(self, latent: th.Tensor) -> th.Tensor:
         """
@@ -108,10 +108,23 @@ class RowColumnActionHead(nn.Module):
         """
         return latent.view(latent.shape[0], self.n_rows, -1)
 
-    def row_logits(self, tokens: th.Tensor, observations: dict[str, th.Tensor] | None = None) -> th.Tensor:
+    def read(self, observations: dict[str, th.Tensor] | None) -> SentenceReading | None:
+        """
+        :param observations: the observations
+        :return: what the ``fits`` feature reads of them, once for every row and column scored; ``None`` without left
+            corners or without the ``derived`` key
+        """
+        if self.left_corners is None or observations is None or "derived" not in observations:
+            return None
+        return self.left_corners.read(observations["text"], observations["derived"])
+
+    def row_logits(
+        self, tokens: th.Tensor, observations: dict[str, th.Tensor] | None = None, reading: SentenceReading | None = None
+    ) -> th.Tensor:
         """
         :param tokens: token latents ``(batch, n_rows, token_dim)``
         :param observations: the observations; needed with left corners
+        :param reading: :meth:`read` of the observations, if read already
         :return: the logits of the rows ``(batch, n_rows)``
         """
         logits = self.row(tokens).squeeze(-1)
@@ -119,23 +132,49 @@ class RowColumnActionHead(nn.Module):
             return logits
         if observations is None:
             raise ValueError("a head with left corners scores rows from the observations: pass them")
-        marked = self.left_corners.marks_unset_cells(*(observations[key] for key in LEFT_CORNER_KEYS if key in observations))
+        marked = self.left_corners.marks_unset_cells(
+            observations["text"],
+            observations["history"],
+            observations.get("derived"),
+            self.read(observations) if reading is None else reading,
+        )
         return logits + (self.row_corner_weights * marked).sum(dim=-1)
 
-    def column_logits(self, tokens: th.Tensor, observation_rows: dict[str, th.Tensor] | None = None) -> th.Tensor:
+    def column_logits(
+        self,
+        tokens: th.Tensor,
+        rows: th.Tensor,
+        observations: dict[str, th.Tensor] | None = None,
+        reading: SentenceReading | None = None,
+    ) -> th.Tensor:
         """
-        :param tokens: token latents ``(..., token_dim)``
-        :param observation_rows: the ``text`` and ``history`` (and ``derived``) rows of those tokens; needed with left
-            corners
-        :return: the logits of the columns of those rows ``(..., n_columns)``
+        :param tokens: token latents ``(batch, n_rows, token_dim)``
+        :param rows: a row per batch item ``(batch,)``, or several ``(batch, k)``
+        :param observations: the observations; needed with left corners
+        :param reading: :meth:`read` of the observations, if read already
+        :return: the logits of the columns of those rows ``(batch, n_columns)`` or ``(batch, k, n_columns)``
         """
-        logits = self.column(tokens)
+        batch = th.arange(tokens.shape[0], device=tokens.device)
+        batch = batch.unsqueeze(-1).expand_as(rows) if rows.dim() == 2 else batch
+        logits = self.column(tokens[batch, rows])
         if self.left_corners is None or self.left_corner_weights is None:
             return logits
-        if observation_rows is None:
-            raise ValueError("a head with left corners scores columns from the observation rows: pass them")
-        features = self.left_corners(observation_rows["text"], observation_rows["history"], observation_rows.get("derived"))
+        if observations is None:
+            raise ValueError("a head with left corners scores columns from the observations: pass them")
+        rows_of = {key: observations[key][batch, rows] for key in LEFT_CORNER_KEYS if key in observations}
+        starts = self.left_corners(rows_of["text"], rows_of["history"], rows_of.get("derived"))
+        reading = self.read(observations) if reading is None else reading
+        if reading is None:  # fits needs the derived constituents
+            fits = th.zeros_like(logits)
+        else:
+            fits = self.left_corners.fits(reading, batch.flatten(), rows.flatten()).view_as(logits)
+        features = th.cat([starts, fits.unsqueeze(-2)], dim=-2)
         return logits + (self.left_corner_weights.unsqueeze(-1) * features).sum(dim=-2)
+
+
+def _weights(start: float) -> nn.Parameter:
+    """A trained weight per left-corner feature, each starting at ``start``."""
+    return nn.Parameter(th.full((N_FEATURES,), start))
 
 
 def _token_head(
@@ -277,6 +316,7 @@ class FactoredMaskableDistribution(MaskableDistribution):
         self.tokens: th.Tensor | None = None
         self.head: RowColumnActionHead | None = None
         self.observations: dict[str, th.Tensor] | None = None
+        self.reading: SentenceReading | None = None
         self.row_logits: th.Tensor | None = None
         self.masks: th.Tensor | None = None
         self.row_log_probs: th.Tensor | None = None
@@ -298,7 +338,8 @@ class FactoredMaskableDistribution(MaskableDistribution):
         :param observations: the observations (``text`` and ``history``), for a head with left corners
         """
         self.tokens, self.head, self.observations, self.masks, self._rows = tokens, head, observations, None, None
-        self.row_logits = head.row_logits(tokens, observations)
+        self.reading = head.read(observations)
+        self.row_logits = head.row_logits(tokens, observations, self.reading)
         self.row_log_probs = th.log_softmax(self.row_logits, dim=-1)
         return self
 
@@ -330,17 +371,11 @@ class FactoredMaskableDistribution(MaskableDistribution):
         :return: the log-probabilities of the columns of those rows (-inf where masked), and their masks
         """
         assert self.tokens is not None and self.head is not None, "call proba_distribution() first"
-        batch = th.arange(self.tokens.shape[0], device=self.tokens.device)
-        if rows.dim() == 2:
-            batch = batch.unsqueeze(-1)
-        observation_rows = None
-        if self.observations is not None:
-            read = [key for key in LEFT_CORNER_KEYS if key in self.observations]
-            observation_rows = {key: self.observations[key][batch, rows] for key in read}
-        logits = self.head.column_logits(self.tokens[batch, rows], observation_rows)
+        logits = self.head.column_logits(self.tokens, rows, self.observations, self.reading)
         masks = None
         if self.masks is not None:
-            masks = self.masks[batch, rows]
+            batch = th.arange(self.tokens.shape[0], device=self.tokens.device)
+            masks = self.masks[batch.unsqueeze(-1) if rows.dim() == 2 else batch, rows]
             # A row without allowed cells (probability 0) keeps finite column log-probs, so 0 * them stays 0
             masks = masks | ~masks.any(dim=-1, keepdim=True)
             logits = logits.masked_fill(~masks, -math.inf)

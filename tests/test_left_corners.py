@@ -97,21 +97,30 @@ def test_rows_are_marked_where_a_feature_marks_an_unset_cell(columns: str, obser
                 break
         observations.append(obs)
     rows = [th.as_tensor(np.stack([obs[key] for obs in observations])) for key in ("text", "history", "derived") if key in obs]
+    batch, obs_len = rows[0].shape[:2]
+    cell_features = [features(*rows)]
+    if observe_derived:
+        every_row = (th.arange(batch).repeat_interleave(obs_len), th.arange(obs_len).repeat(batch))
+        fits = features.fits(features.read(rows[0], rows[2]), *every_row).view(batch, obs_len, 1, -1)
+        cell_features.append(fits * rows[0].any(dim=-1).view(batch, obs_len, 1, 1))  # a padding row has no work
+    else:
+        cell_features.append(th.zeros_like(cell_features[0][..., :1, :]))
     unset = rows[1].eq(0).unsqueeze(-2)
-    expected = features(*rows).masked_fill(~unset, 0.0).amax(dim=-1)
+    expected = th.cat(cell_features, dim=-2).masked_fill(~unset, 0.0).amax(dim=-1)
     marked = features.marks_unset_cells(*rows)
     assert th.equal(marked, expected)
-    assert 0 < marked.sum() < marked.numel()
+    for feature in range(2 + observe_derived):
+        assert 0 < marked[..., feature].sum() < rows[0].any(dim=-1).sum(), "some real rows marked, not all"
 
 
 def test_policy_learns_the_weights_of_the_left_corners() -> None:
-    env = gym.make("LinguisticParse-v0", max_steps=16)
+    env = gym.make("LinguisticParse-v0", max_steps=16, observe_derived=True)
     policy_kwargs = dict(grammar="english", **SMALL_NETWORK)
     model = MaskablePPO(FactoredMaskableTokenPolicy, env, n_steps=64, batch_size=32, n_epochs=1, policy_kwargs=policy_kwargs)
     weights = model.policy.action_net.left_corner_weights
     row_weights = model.policy.action_net.row_corner_weights
-    start = th.full((2,), math.log(env.unwrapped.n_columns))
-    row_start = th.full((2,), math.log(env.unwrapped.obs_len))
+    start = th.full((3,), math.log(env.unwrapped.n_columns))
+    row_start = th.full((3,), math.log(env.unwrapped.obs_len))
     assert th.equal(weights.detach(), start) and th.equal(row_weights.detach(), row_start)
     model.learn(128)
     assert (weights.detach() != start).all() and (row_weights.detach() != row_start).all()
@@ -125,21 +134,38 @@ def test_policy_learns_the_weights_of_the_left_corners() -> None:
             break
 
 
+def _expert_steps(env: gym.Env, n: int) -> dict[str, np.ndarray]:
+    obs, _ = env.reset(seed=0)
+    for _ in range(n):  # the words' rules: the first constituents, of which the corners then start phrases
+        obs, *_ = env.step(env.unwrapped.expert_action())
+    return obs
+
+
+def _cell_features(features: LeftCornerFeatures, obs: dict[str, np.ndarray]) -> th.Tensor:
+    """The three features of every cell of one observation, ``(obs_len, 3, n_columns)``."""
+    rows = [th.as_tensor(obs[key]) for key in ("text", "history", "derived") if key in obs]
+    obs_len = rows[0].shape[0]
+    if "derived" not in obs:
+        return th.cat([features(*rows), th.zeros(obs_len, 1, features.n_columns)], dim=-2)
+    reading = features.read(rows[0].unsqueeze(0), rows[2].unsqueeze(0))
+    fits = features.fits(reading, th.zeros(obs_len, dtype=th.long), th.arange(obs_len))
+    return th.cat([features(*rows), fits.unsqueeze(-2)], dim=-2)
+
+
 @pytest.mark.parametrize("observe_derived", [False, True])
 def test_left_corners_reach_the_column_logits(observe_derived: bool) -> None:
     env = gym.make("LinguisticParse-v0", observe_derived=observe_derived)
     model = MaskablePPO(FactoredMaskableTokenPolicy, env, n_steps=32, policy_kwargs=dict(grammar="english", **SMALL_NETWORK))
     features = LeftCornerFeatures(env.unwrapped.ruleset)
     columns = int(env.unwrapped.n_columns)
-    obs, _ = env.reset(seed=0)
-    for _ in range(3):  # the words' rules: the first constituents, of which the corners then start phrases
-        obs, *_ = env.step(env.unwrapped.expert_action())
-    for feature in (0, 1):  # word, then corner far ahead of everything else
-        with th.no_grad():
-            model.policy.action_net.left_corner_weights.copy_(th.tensor([50.0, 0.0]).roll(feature))
+    obs = _expert_steps(env, 3)
+    cell_features = _cell_features(features, obs)
+    for feature in range(2 + observe_derived):  # word, corner, then fits far ahead of everything else
+        with th.no_grad():  # in the rows with an unset cell that the feature marks (set cells are masked)
+            model.policy.action_net.left_corner_weights.copy_(th.tensor([50.0, 0.0, 0.0]).roll(feature))
+            model.policy.action_net.row_corner_weights.copy_(th.tensor([50.0, 0.0, 0.0]).roll(feature))
             action = int(model.policy.get_distribution(model.policy.obs_to_tensor(obs)[0]).mode())
-        rows = [th.as_tensor(obs[key]) for key in ("text", "history", "derived") if key in obs]
-        assert features(*rows)[action // columns, feature, action % columns] == 1
+        assert cell_features[action // columns, feature, action % columns] == 1
 
 
 @pytest.mark.parametrize("observe_derived", [False, True])
@@ -147,16 +173,66 @@ def test_rows_with_marked_unset_cells_reach_the_row_logits(observe_derived: bool
     env = gym.make("LinguisticParse-v0", observe_derived=observe_derived)
     model = MaskablePPO(FactoredMaskableTokenPolicy, env, n_steps=32, policy_kwargs=dict(grammar="english", **SMALL_NETWORK))
     features = LeftCornerFeatures(env.unwrapped.ruleset)
-    obs, _ = env.reset(seed=0)
-    for _ in range(4):
-        obs, *_ = env.step(env.unwrapped.expert_action())
+    obs = _expert_steps(env, 4)
     marked = features.marks_unset_cells(*(th.as_tensor(obs[key]) for key in ("text", "history", "derived") if key in obs))
-    for feature in (0, 1):  # rows with an unset cell of the token's words, then of a constituent's corners
+    for feature in range(2 + observe_derived):  # rows with an unset cell of the token's words, of a corner, that fits
         assert 0 < marked[:, feature].sum() < int(obs["text"].any(axis=1).sum()), "some real rows marked, not all"
         with th.no_grad():
-            model.policy.action_net.row_corner_weights.copy_(th.tensor([50.0, 0.0]).roll(feature))
+            model.policy.action_net.row_corner_weights.copy_(th.tensor([50.0, 0.0, 0.0]).roll(feature))
             distribution = model.policy.get_distribution(model.policy.obs_to_tensor(obs)[0])
         assert marked[int(distribution.row_log_probs.argmax()), feature] == 1
+
+
+def _fits_by_search(ruleset: RuleSet, columns: str, obs: dict[str, np.ndarray]) -> np.ndarray:
+    """``fits`` by a plain recursive search over the patterns, ``(obs_len, n_columns)``."""
+    obs_len, labels = obs["text"].shape[0], {label: i for i, label in enumerate(ruleset.labels)}
+    starts, label_indices, lengths = np.nonzero(obs["derived"].reshape(obs_len, len(labels), obs_len))
+    constituents = set(zip(starts.tolist(), (starts + lengths + 1).tolist(), label_indices.tolist(), strict=True))
+    alphabet = list(ruleset.alphabet)
+    tokens = [alphabet[int(i)].name if row.any() else None for row, i in zip(obs["text"], obs["text"].argmax(-1), strict=True)]
+
+    def follows(pattern: tuple, position: int) -> bool:
+        if not pattern:
+            return True
+        first, rest = pattern[0], pattern[1:]
+        if not first.is_label:
+            return position < obs_len and tokens[position] == first.name and follows(rest, position + 1)
+        label = labels[first.name]
+        return any(follows(rest, end) for start, end, other in constituents if (start, other) == (position, label))
+
+    fits = np.zeros((obs_len, len(ruleset.rules) if columns == "rules" else len(labels)))
+    for row in range(obs_len):
+        for index, rule in enumerate(ruleset.rules):
+            if tokens[row] is not None and follows(rule.pattern, row):
+                fits[row, index if columns == "rules" else labels[rule.label]] = 1
+    return fits
+
+
+@pytest.mark.parametrize(
+    ("env_id", "columns"),
+    [("LinguisticParse-v0", "rules"), ("LinguisticParse-v0", "labels"), ("LinguisticParseArithmetic-v0", "rules")],
+)
+def test_fits_marks_the_cells_whose_whole_pattern_follows_from_the_row(env_id: str, columns: str) -> None:
+    env = gym.make(env_id, columns=columns, observe_derived=True)
+    features = LeftCornerFeatures(env.unwrapped.ruleset, columns)
+    rng = np.random.default_rng(0)
+    n_fitting = 0
+    for seed in range(6):
+        obs, _ = env.reset(seed=seed)
+        for _ in range(30):  # expert and random cells: constituents that lead to a parse and dead ends
+            obs_len = obs["text"].shape[0]
+            every_row = (th.zeros(obs_len, dtype=th.long), th.arange(obs_len))
+            reading = features.read(th.as_tensor(obs["text"])[None], th.as_tensor(obs["derived"])[None])
+            fits = features.fits(reading, *every_row)
+            expected = _fits_by_search(env.unwrapped.ruleset, columns, obs)
+            assert np.array_equal(fits.numpy(), expected)
+            n_fitting += int(expected.sum())
+            mask = env.unwrapped.action_masks()
+            action = env.unwrapped.expert_action() if rng.random() < 0.5 else int(rng.choice(np.flatnonzero(mask)))
+            obs, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                break
+    assert n_fitting > 100
 
 
 def test_policy_refuses_another_grammar_than_the_envs_with_how_to_fix() -> None:
@@ -169,11 +245,11 @@ def test_saved_policy_keeps_its_grammar(tmp_path) -> None:
     env = gym.make("LinguisticParse-v0")
     model = MaskablePPO(FactoredMaskableTokenPolicy, env, n_steps=32, policy_kwargs=dict(grammar="english", **SMALL_NETWORK))
     with th.no_grad():
-        model.policy.action_net.left_corner_weights.copy_(th.tensor([1.5, -0.5]))
+        model.policy.action_net.left_corner_weights.copy_(th.tensor([1.5, -0.5, 2.0]))
     model.save(tmp_path / "model.zip")
     loaded = MaskablePPO.load(tmp_path / "model.zip")
     assert loaded.policy.grammar == "english"
-    assert th.equal(loaded.policy.action_net.left_corner_weights.detach(), th.tensor([1.5, -0.5]))
+    assert th.equal(loaded.policy.action_net.left_corner_weights.detach(), th.tensor([1.5, -0.5, 2.0]))
     obs, _ = env.reset(seed=4)
     mask = env.unwrapped.action_masks()
     assert np.array_equal(
