@@ -247,7 +247,7 @@ class LeftCornerFeatures(nn.Module):
             state_rows = state_rows[move_states[child_moves]]
             state_nodes = children
             state_positions = state_positions[move_states[child_moves]] + move_lengths[child_moves]
-            key = (state_rows * self.prefix_nodes.numel() + state_nodes) * (obs_len + 1) + state_positions
+            key = (state_rows * (self.prefix_nodes.numel() + 1) + state_nodes) * (obs_len + 1) + state_positions
             unique = _first_of_each(key)
             state_rows, state_nodes, state_positions = state_rows[unique], state_nodes[unique], state_positions[unique]
             ending_states, column_index = _ranges(self.node_column_offsets, state_nodes)
