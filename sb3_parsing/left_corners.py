@@ -302,9 +302,9 @@ def _expand(first: th.Tensor, counts: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
 
 
 def _lookup(sorted_keys: th.Tensor, values: th.Tensor, queries: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-    """The queries found among ``sorted_keys`` (their indices) and the value of each."""
-    found = th.searchsorted(sorted_keys, queries).clamp(max=max(sorted_keys.numel() - 1, 0))
-    hit = (sorted_keys[found] == queries).nonzero().squeeze(-1) if sorted_keys.numel() else queries.new_zeros(0)
+    """The queries found among ``sorted_keys`` (not empty; their indices) and the value of each."""
+    found = th.searchsorted(sorted_keys, queries).clamp(max=sorted_keys.numel() - 1)
+    hit = (sorted_keys[found] == queries).nonzero().squeeze(-1)
     return hit, values[found[hit]]
 
 
