@@ -155,7 +155,7 @@ class LeftCornerFeatures(nn.Module):
         :return: what :meth:`fits` reads of them
         """
         batch, obs_len = text.shape[:2]
-        tokens = th.where(text.any(dim=-1), text.argmax(dim=-1), -1)
+        tokens = th.where(text.ne(0).any(dim=-1), text.argmax(dim=-1), -1)
         items, starts, labels, lengths = derived.reshape(batch, obs_len, self.n_labels, obs_len).nonzero().unbind(dim=-1)
         return SentenceReading(tokens, items * obs_len + starts, self.symbol_of_label[labels], lengths + 1)
 
@@ -174,8 +174,28 @@ class LeftCornerFeatures(nn.Module):
         fits[scored, columns] = 1.0
         return fits
 
+    def unset_fitting_cells(self, reading: SentenceReading, history: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """
+        The unset cells whose pattern fits (:meth:`fits`), in every real row.
+
+        :param reading: :meth:`read` of the observations
+        :param history: their history matrices ``(batch, obs_len, n_columns)``
+        :return: the cells as (row of the flattened ``(batch * obs_len)`` rows, column) pairs
+        """
+        obs_len = reading.tokens.shape[1]
+        real_rows = reading.tokens.reshape(-1).ge(0).nonzero().squeeze(-1)
+        samples, rows = th.div(real_rows, obs_len, rounding_mode="floor"), real_rows % obs_len
+        scored, columns = self._fitting_cells(reading, samples, rows)
+        flat_rows = real_rows[scored]
+        unset = history.reshape(-1, self.n_columns)[flat_rows, columns].eq(0)
+        return flat_rows[unset], columns[unset]
+
     def marks_unset_cells(
-        self, text: th.Tensor, history: th.Tensor, derived: th.Tensor | None = None, reading: SentenceReading | None = None
+        self,
+        text: th.Tensor,
+        history: th.Tensor,
+        derived: th.Tensor | None = None,
+        fitting: tuple[th.Tensor, th.Tensor] | None = None,
     ) -> th.Tensor:
         """
         Whether each row has an unset cell that each feature marks: the features over the row's unset cells, maxed
@@ -184,7 +204,7 @@ class LeftCornerFeatures(nn.Module):
         :param text: text matrices ``(..., obs_len, alphabet_size)``
         :param history: the history matrices ``(..., obs_len, n_columns)``
         :param derived: the ``derived`` key ``(..., obs_len, n_labels * obs_len)``, if the env observes it
-        :param reading: :meth:`read` of the same observations, if already read
+        :param fitting: :meth:`unset_fitting_cells` of the same observations, if already found
         :return: ``(..., obs_len, 3)``, 0 or 1 (``fits`` is 0 without ``derived``)
         """
         leading, obs_len = text.shape[:-1], text.shape[-2]
@@ -198,12 +218,10 @@ class LeftCornerFeatures(nn.Module):
         else:  # the labels derived from the row, and the cells whose pattern follows from it
             starts = derived.reshape(flat_text.shape[0], self.n_labels, -1).amax(dim=-1)
             corner_rows, labels = starts.nonzero().unbind(dim=-1)
-            samples, rows = th.div(word_rows, obs_len, rounding_mode="floor"), word_rows % obs_len
-            if reading is None:
+            if fitting is None:
                 reading = self.read(text.reshape(-1, obs_len, self.alphabet_size), derived.reshape(-1, *derived.shape[-2:]))
-            scored, fitting_columns = self._fitting_cells(reading, samples, rows)
-            unset = flat_history[word_rows[scored], fitting_columns].eq(0)
-            fits[word_rows[scored[unset]]] = 1.0
+                fitting = self.unset_fitting_cells(reading, flat_history)
+            fits[fitting[0]] = 1.0
         corner = self._starts_unset(flat_history, corner_rows, self.symbol_of_label[labels])
         return th.stack([word, corner, fits], dim=-1).view(*leading, N_FEATURES)
 

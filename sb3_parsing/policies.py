@@ -79,7 +79,8 @@ class RowColumnActionHead(nn.Module):
     """
     The two parts of a factored action (:class:`FactoredMaskableDistribution`): a logit per row and, for a row, a
     logit per column, both from that row's token latent, through layers shared by all rows. With left corners, a
-    column's logit adds its features (weighted), and a row's adds whether the row has an unset cell each feature marks.
+    column's logit adds its features (weighted), and a row's adds whether the row has an unset cell each feature marks
+    and, with ``fits``, how the column logits score the row's fitting cells (:meth:`_fitting_mass`).
 
     :param n_rows: rows of the observation (``obs_len``)
     :param token_dim: latent width of one token
@@ -132,13 +133,31 @@ class RowColumnActionHead(nn.Module):
             return logits
         if observations is None:
             raise ValueError("a head with left corners scores rows from the observations: pass them")
+        reading = self.read(observations) if reading is None else reading
+        fitting = None if reading is None else self.left_corners.unset_fitting_cells(reading, observations["history"])
         marked = self.left_corners.marks_unset_cells(
-            observations["text"],
-            observations["history"],
-            observations.get("derived"),
-            self.read(observations) if reading is None else reading,
+            observations["text"], observations["history"], observations.get("derived"), fitting
         )
-        return logits + (self.row_corner_weights * marked).sum(dim=-1)
+        logits = logits + (self.row_corner_weights * marked).sum(dim=-1)
+        return logits if fitting is None else logits + self._fitting_mass(tokens, *fitting)
+
+    def _fitting_mass(self, tokens: th.Tensor, rows: th.Tensor, columns: th.Tensor) -> th.Tensor:
+        """
+        How much the column logits like each row's unset fitting cells, ``log(1 + sum(exp(logit)))`` over them (0 for
+        a row with none): the row's share of a softmax over its fitting cells, so that a row whose only fitting cells
+        the columns score low (a constituent that no parse uses) is not drawn for its ``fits`` mark alone.
+
+        :param tokens: token latents ``(batch, n_rows, token_dim)``
+        :param rows: rows of the flattened ``(batch * n_rows)`` rows, one per cell
+        :param columns: the columns of those cells
+        :return: ``(batch, n_rows)``
+        """
+        flat_tokens = tokens.reshape(-1, tokens.shape[-1])
+        scores = (flat_tokens[rows] * self.column.weight[columns]).sum(dim=-1) + self.column.bias[columns]
+        # A log-sum-exp per row over its cells and a 0 (the 1 inside the log), shifted by the row's largest score
+        largest = scores.new_zeros(flat_tokens.shape[0]).scatter_reduce_(0, rows, scores.detach(), "amax")
+        total = th.exp(-largest).index_add(0, rows, th.exp(scores - largest[rows]))
+        return (largest + th.log(total)).view(tokens.shape[:2])
 
     def column_logits(
         self,

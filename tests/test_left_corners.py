@@ -183,6 +183,24 @@ def test_rows_with_marked_unset_cells_reach_the_row_logits(observe_derived: bool
         assert marked[int(distribution.row_log_probs.argmax()), feature] == 1
 
 
+def test_row_logits_add_how_the_column_logits_score_the_rows_unset_fitting_cells() -> None:
+    env = gym.make("LinguisticParse-v0", observe_derived=True)
+    model = MaskablePPO(FactoredMaskableTokenPolicy, env, n_steps=32, policy_kwargs=dict(grammar="english", **SMALL_NETWORK))
+    head = model.policy.action_net
+    features = LeftCornerFeatures(env.unwrapped.ruleset)
+    obs = _expert_steps(env, 4)
+    observations = model.policy.obs_to_tensor(obs)[0]
+    tokens = 3.0 * th.randn(1, head.n_rows, head.column.in_features, generator=th.Generator().manual_seed(0))
+    fitting_unset = _cell_features(features, obs)[:, 2].bool() & th.as_tensor(obs["history"]).eq(0)
+    assert 0 < fitting_unset.any(dim=-1).sum() < int(obs["text"].any(axis=1).sum()), "some real rows fit, not all"
+    with th.no_grad():
+        scores = head.column(tokens)[0].masked_fill(~fitting_unset, -math.inf)
+        mass = th.logaddexp(th.zeros(head.n_rows), scores.logsumexp(dim=-1))  # log(1 + sum(exp)), 0 with none
+        marked = features.marks_unset_cells(*(th.as_tensor(obs[key]) for key in ("text", "history", "derived")))
+        expected = head.row(tokens)[0, :, 0] + (head.row_corner_weights * marked).sum(dim=-1) + mass
+        assert th.allclose(head.row_logits(tokens, observations)[0], expected, atol=1e-5)
+
+
 def _fits_by_search(ruleset: RuleSet, columns: str, obs: dict[str, np.ndarray]) -> np.ndarray:
     """``fits`` by a plain recursive search over the patterns, ``(obs_len, n_columns)``."""
     obs_len, labels = obs["text"].shape[0], {label: i for i, label in enumerate(ruleset.labels)}
