@@ -179,7 +179,7 @@ class LeftCornerFeatures(nn.Module):
         The unset cells whose pattern fits (:meth:`fits`), in every real row.
 
         :param reading: :meth:`read` of the observations
-        :param history: their history matrices ``(batch, obs_len, n_columns)``
+        :param history: their history matrices ``(batch, obs_len, n_columns)``, or those rows flattened
         :return: the cells as (row of the flattened ``(batch * obs_len)`` rows, column) pairs
         """
         obs_len = reading.tokens.shape[1]
