@@ -398,6 +398,14 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self._check_started()
         return set(self._boards.cells(self._board))
 
+    def useful_cells(self) -> np.ndarray:
+        """
+        The cells that belong to a winning tree, sorted: of any complete parse with ``target="any"``, of the target
+        tree with ``target="tree"``. A chart cell outside them is a dead end: no win uses it.
+        """
+        self._check_started()
+        return self._boards.useful_cells(self._board).copy()
+
     def parse_tree(self) -> Any:
         """The tree that won the episode as an ``nltk.Tree`` (``None`` before success; needs nltk)."""
         self._check_started()

@@ -196,7 +196,9 @@ def evaluate_player(
         ``solved_attempts_per_min_actions`` (solved sentences only, ``None`` when none is solved) and
         ``chart_share`` (the share of all actions that set a *new* constituent of the chart, ``info["matched"]`` on
         a cell not set before: 1.0 for the expert; a low share means the player spends its attempts on cells that
-        can never be part of a parse, or on cells already set). With trees, also ``parsed`` (the share of
+        can never be part of a parse, or on cells already set) and ``dead_end_share`` (the share of all actions that
+        set a new chart constituent of no winning tree, outside the env's ``useful_cells()``: 0.0 for the expert;
+        ``chart_share - dead_end_share`` of the actions built toward a win). With trees, also ``parsed`` (the share of
         sentences with a complete parse built), ``exact_match`` (the share whose first complete parse is their
         tree), ``bracket_precision``, ``bracket_recall``, ``bracket_f1`` (corpus labeled brackets, EVALB's micro
         average; a sentence with no parse built counts its gold brackets as missed) and ``sentence_f1`` (the mean
@@ -206,7 +208,7 @@ def evaluate_player(
         raise ValueError("evaluate_player needs at least one sentence")
     with_trees = all(isinstance(s, TreeSentence) for s in sentences)
     successes, attempts, ratios, first_parses = [], [], [], []
-    n_matched = 0
+    n_matched = n_dead_ends = 0
     for sentence in sentences:
         tokens = sentence.tokens if isinstance(sentence, TreeSentence) else sentence
         options: dict[str, Any] = {"sentence": list(tokens)}
@@ -215,6 +217,7 @@ def evaluate_player(
         obs, info = env.reset(options=options)
         analysis = env.unwrapped.analysis  # type: ignore[attr-defined]
         gold_cells = _tree_cells(env, sentence.tree) if isinstance(sentence, TreeSentence) else None
+        useful_cells = set(env.unwrapped.useful_cells().tolist())  # type: ignore[attr-defined]
         player.start(env)
         history: set[int] = set()
         first_parse = None
@@ -222,7 +225,9 @@ def evaluate_player(
         while not (terminated or truncated):
             action = player.act(env, obs)
             obs, _, terminated, truncated, info = env.step(action)
-            n_matched += bool(info["matched"]) and action not in history
+            new_constituent = bool(info["matched"]) and action not in history
+            n_matched += new_constituent
+            n_dead_ends += new_constituent and action not in useful_cells
             history.add(action)
             if gold_cells is not None and first_parse is None:
                 first_parse = analysis.parse(history)
@@ -244,6 +249,7 @@ def evaluate_player(
         "attempts_per_min_actions": float(ratios_arr.mean()),
         "solved_attempts_per_min_actions": float(ratios_arr[solved].mean()) if solved.any() else None,
         "chart_share": float(n_matched / attempts_arr.sum()),
+        "dead_end_share": float(n_dead_ends / attempts_arr.sum()),
     }
     if with_trees:
         result.update(_tree_metrics([s.tree for s in sentences], first_parses))  # type: ignore[union-attr]

@@ -46,7 +46,7 @@ def _table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     with_trees = any("exact_match" in m for players in results.values() for m in players.values())
     header = (
         f"{'sentences':<10} {'player':<20} {'n':>5} {'success':>8} {'attempts':>9} {'att/min':>8} "
-        f"{'solved att/min':>15} {'chart cells':>12}" + (f" {'exact':>7} {'F1':>7}" if with_trees else "")
+        f"{'solved att/min':>15} {'chart cells':>12} {'dead ends':>10}" + (f" {'exact':>7} {'F1':>7}" if with_trees else "")
     )
     lines = [header, "-" * len(header)]
     for split, players in results.items():
@@ -55,7 +55,7 @@ def _table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
             line = (
                 f"{split:<10} {name:<20} {m['n_sentences']:>5} {m['success_rate']:>8.1%} {m['attempts']:>9.2f} "
                 f"{m['attempts_per_min_actions']:>8.3f} {'-' if solved is None else f'{solved:.3f}':>15} "
-                f"{m['chart_share']:>12.1%}"
+                f"{m['chart_share']:>12.1%} {m['dead_end_share']:>10.1%}"
             )
             if "exact_match" in m:
                 line += f" {m['exact_match']:>7.1%} {m['bracket_f1']:>7.1%}"

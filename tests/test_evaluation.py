@@ -85,6 +85,45 @@ def test_chart_share_counts_a_repeated_cell_once(sentences):
     assert result["chart_share"] == 1 / 8, "only the first of the 8 attempts set a new chart cell"
 
 
+class _DeadEndsFirstPlayer:
+    """Sets the chart cells that no winning tree uses, then plays the expert."""
+
+    def start(self, env):
+        chart, useful = set(env.unwrapped.analysis.chart_cells.tolist()), set(env.unwrapped.useful_cells().tolist())
+        self.dead_ends = sorted(chart - useful)
+
+    def act(self, env, obs):
+        return self.dead_ends.pop() if self.dead_ends else env.unwrapped.expert_action()
+
+
+def test_dead_end_share_counts_the_new_chart_constituents_of_no_winning_tree(env, sentences):
+    n_dead_ends = []
+    for sentence in sentences:
+        env.reset(options={"sentence": list(sentence)})
+        chart, useful = set(env.unwrapped.analysis.chart_cells.tolist()), set(env.unwrapped.useful_cells().tolist())
+        assert useful <= chart
+        n_dead_ends.append(len(chart - useful))
+    assert sum(n_dead_ends) > 0, "some of these sentences have chart constituents that no parse uses"
+    result = evaluate_player(env, _DeadEndsFirstPlayer(), sentences)
+    assert result["success_rate"] == 1.0 and result["chart_share"] == 1.0
+    assert result["dead_end_share"] == pytest.approx(sum(n_dead_ends) / (result["attempts"] * len(sentences)))
+    assert evaluate_player(env, ExpertPlayer(), sentences)["dead_end_share"] == 0.0
+
+
+def test_useful_cells_of_a_tree_target_are_the_target_trees_cells():
+    env = gym.make("LinguisticParseTree-v0", split="test")
+    base = env.unwrapped
+    for tokens, tree in zip(base.sentences, base.trees, strict=True):
+        env.reset(options={"sentence": list(tokens), "tree": tree})
+        if base.analysis.n_parses > 1:  # the other parses' cells are not useful
+            break
+    assert base.analysis.n_parses > 1
+    oracle = base.oracle
+    expected = {start * oracle.n_columns + oracle.column_of(rule) for start, _, rule in tree_nodes(tree, oracle.ruleset)}
+    assert base.useful_cells().tolist() == sorted(expected)
+    assert set(base.analysis.useful_cells.tolist()) > expected
+
+
 def test_top_down_without_limit_always_parses_and_never_beats_the_expert(sentences):
     unlimited = gym.make("LinguisticParse-v0", sentences=[" ".join(s) for s in sentences], split="all", max_steps=10**6)
     result = evaluate_player(unlimited, TopDownPlayer(), sentences)
