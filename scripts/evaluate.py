@@ -148,7 +148,7 @@ def main() -> None:
         unlimited = gym.make(env_id, **{**unlimited_task, "max_steps": args.top_down_limit})
         name = "top-down, no limit" if args.top_down_limit == _NO_LIMIT else f"top-down, {args.top_down_limit:,} attempts"
         results[split][name] = evaluate_player(unlimited, TopDownPlayer(), sentences)
-    report.update(env_id=env_id, results=results)
+    report.update(env_id=env_id, env_kwargs=task, results=results)
     print(_table(results))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -332,7 +332,9 @@ def test_evaluate_script_scores_the_baselines_on_a_tree_file(tmp_path, pcfg_tree
     command = [sys.executable, str(script), "--baselines-only", "--trees", str(trees), "--n-long", "3", "--json", str(report)]
     out = subprocess.run([*command, "--env-kwargs", task], capture_output=True, text=True, timeout=300, check=True)
     assert "exact" in out.stdout and "Viterbi parse" in out.stdout
-    results = json.loads(report.read_text())["results"]
+    written = json.loads(report.read_text())
+    assert written["env_kwargs"] == json.loads(task), "the JSON records the task it was measured on"
+    results = written["results"]
     assert set(results) == {"trees", "11-12 tok"}
     for players in results.values():
         assert players["Viterbi parse"]["parsed"] == players["expert"]["parsed"] == 1.0
