@@ -2,9 +2,9 @@
 A results table over seeds, from the JSON files that ``scripts/evaluate.py --json`` writes (one per seed).
 
 For each player and split: the mean, standard deviation and range over the files of success, attempts /
-``min_actions`` and, when the sentences had trees, exact match and labeled bracket F1; then, for each metric, the
-interquartile mean over the files with its 95% stratified-bootstrap confidence interval (rliable, Agarwal et al.
-2021). The README's tables are this script's output::
+``min_actions``, the share of attempts on dead ends (where the runs have it) and, when the sentences had trees, exact
+match and labeled bracket F1; then, for each metric, the interquartile mean over the files with its 95%
+stratified-bootstrap confidence interval (rliable, Agarwal et al. 2021). The README's tables are this script's output::
 
     python scripts/results_table.py docs/results/tree_v0_ppo_mask_seed*.json
 """
@@ -24,6 +24,7 @@ from rliable import metrics as rly_metrics
 METRICS = {
     "success_rate": ("success", True),
     "attempts_per_min_actions": ("att/min", False),
+    "dead_end_share": ("dead ends", True),
     "exact_match": ("exact match", True),
     "bracket_f1": ("bracket F1", True),
 }
