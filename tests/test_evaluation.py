@@ -362,7 +362,8 @@ def test_results_table_summarises_seeds(tmp_path) -> None:
     assert "bracket F1" not in table and "dead ends" not in table, "only the metrics the runs have"
     with_dead_ends = tmp_path / "dead_ends.json"
     with_dead_ends.write_text(json.dumps({"results": {"held-out": {"agent": {**metrics, "dead_end_share": 0.25}}}}))
-    assert "| dead ends |" in module.results_table([with_dead_ends]) and "| 25.0% |" in module.results_table([with_dead_ends])
+    dead_end_table = module.results_table([with_dead_ends])
+    assert "| dead ends |" in dead_end_table and "| 25.0% |" in dead_end_table
     # The interquartile mean of 4 runs drops the best and the worst: (0.9 + 0.95) / 2, within its bootstrap interval
     iqm, low, high = module.iqm_with_ci([0.9, 1.0, 0.95, 0.2])
     assert iqm == pytest.approx(0.925)
