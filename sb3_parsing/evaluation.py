@@ -22,6 +22,7 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3 import DQN, PPO
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.monitor import LoadMonitorResultsError, load_results
 from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -43,6 +44,7 @@ __all__ = [
     "load_agent",
     "longer_sentences",
     "observed_env_kwargs",
+    "training_seconds",
 ]
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "dqn": DQN, "ppo_mask": MaskablePPO}
@@ -357,6 +359,21 @@ def load_agent(
     env_kwargs = {**(observed_env_kwargs(data["observation_space"]) if data else {}), **(env_kwargs or {})}
     env = DummyVecEnv([lambda: gym.make(env_id, **env_kwargs)])
     return ALGORITHMS[algo].load(path, env=env, device="cpu"), env_id
+
+
+def training_seconds(log_folder: str | Path) -> float | None:
+    """
+    The wall-clock seconds an rl_zoo3 run trained, read off its Monitor files: from the start of the first env to
+    the end of the last episode.
+
+    :param log_folder: the run's log folder (``logs/<algo>/<env_id>_<n>``)
+    :return: the seconds, or ``None`` where the folder holds no finished episode
+    """
+    try:
+        episodes = load_results(str(log_folder))
+    except LoadMonitorResultsError:
+        return None
+    return float(episodes["t"].max()) if len(episodes) else None
 
 
 def observed_env_kwargs(observation_space: spaces.Space) -> dict[str, Any]:

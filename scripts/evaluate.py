@@ -37,6 +37,7 @@ from sb3_parsing.evaluation import (
     load_agent,
     longer_sentences,
     observed_env_kwargs,
+    training_seconds,
 )
 
 _NO_LIMIT = 10**6
@@ -101,6 +102,8 @@ def main() -> None:
         model, env_id = load_agent(args.model, args.algo, args.env, args.best, args.env_kwargs)
         players[f"agent ({type(model).__name__})"] = ModelPlayer(model, deterministic=not args.stochastic)
         report.update(model=str(args.model), algo=type(model).__name__, num_timesteps=model.num_timesteps)
+        if Path(args.model).is_dir():  # a run's final model: its Monitor files time the whole run
+            report.update(train_seconds=training_seconds(args.model))
 
     task = args.env_kwargs
     if not args.baselines_only:

@@ -1,10 +1,11 @@
 """
 A results table over seeds, from the JSON files that ``scripts/evaluate.py --json`` writes (one per seed).
 
-For each player and split: the mean, standard deviation and range over the files of success, attempts /
-``min_actions``, the share of attempts on dead ends (where the runs have it) and, when the sentences had trees, exact
-match and labeled bracket F1; then, for each metric, the interquartile mean over the files with its 95%
-stratified-bootstrap confidence interval (rliable, Agarwal et al. 2021). The README's tables are this script's output::
+The runs' steps and training time (where the JSON has them), then for each player and split: the mean, standard
+deviation and range over the files of success, attempts / ``min_actions``, the share of attempts on dead ends (where
+the runs have it) and, when the sentences had trees, exact match and labeled bracket F1; then, for each metric, the
+interquartile mean over the files with its 95% stratified-bootstrap confidence interval (rliable, Agarwal et al.
+2021). The README's tables are this script's output::
 
     python scripts/results_table.py docs/results/tree_v0_ppo_mask_seed*.json
 """
@@ -69,6 +70,20 @@ def _iqm_cell(values: list[float], percent: bool) -> str:
     return f"{iqm:.{digits}f}{unit} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
+def _span(values: list[float], fmt: str) -> str:
+    low, high = min(values), max(values)
+    return format(low, fmt) if low == high else f"{low:{fmt}}-{high:{fmt}}"
+
+
+def _training(runs: list[dict]) -> list[str]:
+    """A line with the runs' steps and training wall time, where every run's JSON has them."""
+    if not all(run.get("train_seconds") for run in runs):
+        return []
+    steps = _span([run["num_timesteps"] for run in runs], ",")
+    minutes = _span([run["train_seconds"] / 60 for run in runs], ".0f")
+    return ["", f"Trained {steps} steps in {minutes} minutes of wall-clock time each (the runs' Monitor files)"]
+
+
 def results_table(paths: list[Path]) -> str:
     """
     The Markdown table of ``paths`` (evaluate.py JSON files, typically one per seed of one config).
@@ -82,7 +97,7 @@ def results_table(paths: list[Path]) -> str:
         "|---|---|" + "---:|" * len(metrics),
     ]
     names = ", ".join(path.name for path in paths)
-    spread = [f"{len(runs)} runs: {names}; mean ± std (min-max) over runs", "", *header]
+    spread = [f"{len(runs)} runs: {names}; mean ± std (min-max) over runs", *_training(runs), "", *header]
     iqm = ["", f"IQM over the {len(runs)} runs [95% stratified-bootstrap CI] (rliable)", "", *header]
     for split, players in runs[0]["results"].items():
         for player in players:

@@ -28,6 +28,7 @@ from sb3_parsing.evaluation import (
     load_agent,
     longer_sentences,
     observed_env_kwargs,
+    training_seconds,
 )
 from sb3_parsing.trees import tree_nodes
 
@@ -189,6 +190,15 @@ def test_load_agent_from_zip(tmp_path):
     with pytest.raises(ValueError, match="cannot tell the algorithm"):
         model.save(tmp_path / "agent.zip")
         load_agent(tmp_path / "agent.zip")
+
+
+def test_training_seconds_run_from_the_first_monitor_start_to_the_last_episode_end(tmp_path):
+    assert training_seconds(tmp_path) is None, "no Monitor files: no time"
+    # Two envs' Monitor files (SB3's format: a JSON header with t_start, then r, l, t with t from that start)
+    for name, t_start, ends in [("0.monitor.csv", 100.0, [1.0, 5.0]), ("1.monitor.csv", 103.0, [2.0])]:
+        rows = "".join(f"0.0,8,{end}\n" for end in ends)
+        (tmp_path / name).write_text(f'#{{"t_start": {t_start}, "env_id": "LinguisticParse-v0"}}\nr,l,t\n{rows}')
+    assert training_seconds(tmp_path) == pytest.approx(5.0)
 
 
 def test_load_agent_with_the_env_kwargs_it_was_trained_with(tmp_path):
@@ -358,6 +368,7 @@ def test_results_table_summarises_seeds(tmp_path) -> None:
         files.append(tmp_path / f"seed{seed}.json")
         files[-1].write_text(json.dumps({"results": {"held-out": {"agent": metrics}}}))
     table = module.results_table(files[:2])
+    assert "Trained" not in table, "the runs' JSON has no training time"
     assert "| held-out | agent | 95.0% ± 7.1 (90.0-100.0) | 1.500 ± 0.707 (1.000-2.000) | 60.0% ± 14.1 (50.0-70.0) |" in table
     assert "bracket F1" not in table and "dead ends" not in table, "only the metrics the runs have"
     with_dead_ends = tmp_path / "dead_ends.json"
@@ -370,3 +381,6 @@ def test_results_table_summarises_seeds(tmp_path) -> None:
     assert 0.2 <= low <= iqm <= high <= 1.0 and low < high
     iqm_rows = module.results_table(files).split("rliable")[1]
     assert "| held-out | agent | 92.5% [" in iqm_rows
+    for seconds, file in zip([600.0, 900.0], files[:2], strict=True):
+        file.write_text(json.dumps({**json.loads(file.read_text()), "num_timesteps": 4096, "train_seconds": seconds}))
+    assert "Trained 4,096 steps in 10-15 minutes of wall-clock time each" in module.results_table(files[:2])

@@ -78,7 +78,8 @@ def test_shipped_configs(algo):
     assert path.parent.name == "zoo_configs" and path.parent.parent.name == "sb3_parsing"
     assert (ROOT / "zoo_configs" / f"{algo}.yml").resolve() == path.resolve(), "zoo_configs/ must be the shipped configs"
     config = yaml.safe_load(path.read_text())
-    assert "LinguisticParse-v0" in config
+    missing = set(sb3_parsing.TASKS) - set(config)
+    assert not missing, f"{algo}.yml has no entry for the registered ids {sorted(missing)}"
     for env_id, entry in config.items():
         assert env_id in sb3_parsing.TASKS or env_id == "LinguisticParseGoal-v0", f"{env_id} is not a registered id"
         assert list(entry)[:2] == ["n_timesteps", "policy"]
