@@ -12,9 +12,10 @@ class ParseMetricsCallback(BaseCallback):
     """
     Log, over the last ``window`` finished episodes, ``rollout/attempts`` (actions per episode),
     ``rollout/attempts_per_min_actions`` (the same divided by the sentence's ``min_actions``, 1.0 is the expert),
-    ``rollout/solved_attempts_per_min_actions`` (solved sentences only) and ``rollout/chart_share`` (the share of
+    ``rollout/solved_attempts_per_min_actions`` (solved sentences only), ``rollout/chart_share`` (the share of
     an episode's actions that set a constituent of the chart, ``info["matched"]``: 1.0 for the expert, low for an
-    agent that spends its attempts on cells that can never be part of a parse). SB3 already logs
+    agent that spends its attempts on cells that can never be part of a parse) and ``rollout/dead_end_share`` (the
+    share that set a chart constituent of no winning tree, ``info["dead_end"]``: what ambiguity costs). SB3 already logs
     ``rollout/success_rate`` from ``info["is_success"]``. The values go to every logger output (the progress
     table and TensorBoard) at the algorithm's next dump.
 
@@ -31,15 +32,19 @@ class ParseMetricsCallback(BaseCallback):
         self.ratios: deque[float] = deque(maxlen=window)
         self.solved_ratios: deque[float] = deque(maxlen=window)
         self.chart_shares: deque[float] = deque(maxlen=window)
-        self._matched: np.ndarray | None = None  # per env, the current episode's actions that set a chart cell
+        self.dead_end_shares: deque[float] = deque(maxlen=window)
+        # Per env, the current episode's actions that set a chart cell, and those of them that were dead ends
+        self._matched: np.ndarray | None = None
+        self._dead_ends: np.ndarray | None = None
 
     def _on_step(self) -> bool:
         finished = False
         infos = self.locals["infos"]
-        if self._matched is None:
-            self._matched = np.zeros(len(infos))
+        if self._matched is None or self._dead_ends is None:
+            self._matched, self._dead_ends = np.zeros(len(infos)), np.zeros(len(infos))
         for env_index, (done, info) in enumerate(zip(self.locals["dones"], infos, strict=True)):
             self._matched[env_index] += bool(info.get("matched", False))
+            self._dead_ends[env_index] += bool(info.get("dead_end", False))
             if not done or "n_actions" not in info:
                 continue
             finished = True
@@ -47,13 +52,15 @@ class ParseMetricsCallback(BaseCallback):
             self.attempts.append(info["n_actions"])
             self.ratios.append(ratio)
             self.chart_shares.append(self._matched[env_index] / max(info["n_actions"], 1))
-            self._matched[env_index] = 0
+            self.dead_end_shares.append(self._dead_ends[env_index] / max(info["n_actions"], 1))
+            self._matched[env_index] = self._dead_ends[env_index] = 0
             if info.get("is_success", False):
                 self.solved_ratios.append(ratio)
         if finished:
             self.logger.record("rollout/attempts", float(np.mean(self.attempts)))
             self.logger.record("rollout/attempts_per_min_actions", float(np.mean(self.ratios)))
             self.logger.record("rollout/chart_share", float(np.mean(self.chart_shares)))
+            self.logger.record("rollout/dead_end_share", float(np.mean(self.dead_end_shares)))
             if self.solved_ratios:
                 self.logger.record("rollout/solved_attempts_per_min_actions", float(np.mean(self.solved_ratios)))
         return True

@@ -103,7 +103,8 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     ## Info
     ``sentence``, ``n_parses`` (exact), ``min_actions``, ``min_actions_exact`` (False only when the search for
     the smallest tree gave up on a huge chart: ``min_actions`` is then an upper bound), ``n_actions``,
-    ``matched`` (the last action set a new cell of a chart constituent), ``is_success``; on success ``parse``,
+    ``matched`` (the last action set a new cell of a chart constituent), ``dead_end`` (that constituent is in no
+    winning tree: outside :meth:`useful_cells`), ``is_success``; on success ``parse``,
     the tree built as a bracketed string (``nltk.Tree.fromstring`` reads it).
 
     ## Registered Configurations
@@ -377,6 +378,7 @@ class LinguisticParseEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             **self._sentence_info,
             "n_actions": boards.n_actions[board],
             "matched": boards.matched[board],
+            "dead_end": boards.dead_end[board],
             "is_success": boards.is_success[board],
         }
         if info["is_success"]:

@@ -199,7 +199,7 @@ def evaluate_player(
         ``chart_share`` (the share of all actions that set a *new* constituent of the chart, ``info["matched"]`` on
         a cell not set before: 1.0 for the expert; a low share means the player spends its attempts on cells that
         can never be part of a parse, or on cells already set) and ``dead_end_share`` (the share of all actions that
-        set a new chart constituent of no winning tree, outside the env's ``useful_cells()``: 0.0 for the expert;
+        set a new chart constituent of no winning tree, ``info["dead_end"]``: 0.0 for the expert;
         ``chart_share - dead_end_share`` of the actions built toward a win). With trees, also ``parsed`` (the share of
         sentences with a complete parse built), ``exact_match`` (the share whose first complete parse is their
         tree), ``bracket_precision``, ``bracket_recall``, ``bracket_f1`` (corpus labeled brackets, EVALB's micro
@@ -219,7 +219,6 @@ def evaluate_player(
         obs, info = env.reset(options=options)
         analysis = env.unwrapped.analysis  # type: ignore[attr-defined]
         gold_cells = _tree_cells(env, sentence.tree) if isinstance(sentence, TreeSentence) else None
-        useful_cells = set(env.unwrapped.useful_cells().tolist())  # type: ignore[attr-defined]
         player.start(env)
         history: set[int] = set()
         first_parse = None
@@ -227,9 +226,8 @@ def evaluate_player(
         while not (terminated or truncated):
             action = player.act(env, obs)
             obs, _, terminated, truncated, info = env.step(action)
-            new_constituent = bool(info["matched"]) and action not in history
-            n_matched += new_constituent
-            n_dead_ends += new_constituent and action not in useful_cells
+            n_matched += bool(info["matched"])
+            n_dead_ends += bool(info["dead_end"])
             history.add(action)
             if gold_cells is not None and first_parse is None:
                 first_parse = analysis.parse(history)

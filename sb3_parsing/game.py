@@ -83,6 +83,7 @@ class ParseBoards:
         self.derived = np.zeros((n_boards, obs_len, n_labels * obs_len), dtype=np.uint8) if n_labels else None
         self.n_actions = [0] * n_boards
         self.matched = [False] * n_boards
+        self.dead_end = [False] * n_boards
         self.is_success = [False] * n_boards
         # Settings, per board
         self.max_steps = [1] * n_boards
@@ -127,6 +128,7 @@ class ParseBoards:
             mask[: analysis.n_cells] = True
         self.n_actions[board] = 0
         self.matched[board] = False
+        self.dead_end[board] = False
         self.is_success[board] = False
         self.analyses[board] = analysis
         self.derivations[board] = Derivation(analysis)
@@ -159,7 +161,7 @@ class ParseBoards:
             raise RuntimeError("the episode is over (success): reset the env")
         n_actions = self.n_actions[board] = self.n_actions[board] + 1
         reward = -self.step_penalty[board]
-        matched = won = False
+        matched = useful = won = False
         history = self.history[board].reshape(-1)  # a view: setting a cell is one store
         # A padding row or a cell already set is a wasted attempt: nothing changes.
         if cell < self._n_cells[board] and not history[cell]:
@@ -181,6 +183,7 @@ class ParseBoards:
                 reward += self.success_reward[board]
                 self.is_success[board] = True
         self.matched[board] = matched
+        self.dead_end[board] = matched and not useful
         return reward, won, not won and n_actions >= self.max_steps[board]
 
     # --- what a board knows -----------------------------------------------------------------

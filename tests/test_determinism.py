@@ -109,7 +109,7 @@ def _vec_rollout(vec_env: VecEnv, n_steps: int) -> list[Any]:
         else:
             actions = rng.integers(vec_env.action_space.n, size=vec_env.num_envs)
         obs, rewards, dones, infos = vec_env.step(actions)
-        keep = ("sentence", "n_actions", "is_success", "matched", "TimeLimit.truncated")
+        keep = ("sentence", "n_actions", "is_success", "matched", "dead_end", "TimeLimit.truncated")
         record.append((obs, rewards, dones, [{k: info.get(k) for k in keep} for info in infos]))
         for info in infos:
             if "terminal_observation" in info:

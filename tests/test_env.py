@@ -43,7 +43,7 @@ def test_default_registration_spaces_and_info() -> None:
     assert 3 <= len(tokens) <= 12
     assert obs["text"][: len(tokens)].sum(axis=1).tolist() == [1] * len(tokens)
     assert obs["text"][len(tokens) :].sum() == 0
-    assert {"sentence", "n_parses", "min_actions", "n_actions", "matched", "is_success"} <= set(info)
+    assert {"sentence", "n_parses", "min_actions", "n_actions", "matched", "dead_end", "is_success"} <= set(info)
     _, _, _, _, info = env.step(0)
     assert info["n_actions"] == 1
 
@@ -221,6 +221,20 @@ def test_matched_means_a_new_chart_constituent() -> None:
     cell = int(env.analysis.chart_cells[0])
     assert env.step(cell)[4]["matched"]
     assert not env.step(cell)[4]["matched"], "setting a cell again is a wasted attempt, not a match"
+
+
+def test_dead_end_means_a_new_chart_constituent_of_no_winning_tree() -> None:
+    env = LinguisticParseEnv(mask_mode="history")
+    # "the man with the big telescope with John in John saw John": several parses, and constituents that none uses
+    env.reset(options={"sentence": "the man with the big telescope with John in John saw John".split()})
+    useful = set(env.useful_cells().tolist())
+    dead_ends = sorted(set(env.analysis.chart_cells.tolist()) - useful)
+    assert dead_ends, "this sentence has chart constituents that no parse uses"
+    no_chart_cell = next(c for c in range(env.analysis.n_cells) if c not in set(env.analysis.chart_cells.tolist()))
+    for cell, matched, dead_end in [(dead_ends[0], True, True), (dead_ends[0], False, False), (min(useful), True, False),
+                                    (no_chart_cell, False, False)]:  # fmt: skip
+        info = env.step(cell)[4]
+        assert (info["matched"], info["dead_end"]) == (matched, dead_end), f"cell {cell}"
 
 
 @pytest.mark.parametrize(("grammar", "columns"), [("english", "rules"), ("arithmetic", "labels"), ("dyck", "rules")])
