@@ -59,7 +59,8 @@ def plot_runs(runs: Sequence[Path], labels: Sequence[str], window: int) -> Figur
     for ax in (ax_success, ax_ratio):
         ax.grid(alpha=0.3)
     ax_ratio.legend(fontsize="small")
-    fig.suptitle(f"LinguisticParse-v0, rolling mean over {window} episodes")
+    env_ids = sorted({run.name.rsplit("_", 1)[0] for run in runs})  # rl_zoo3 names a run folder <env_id>_<n>
+    fig.suptitle(f"{', '.join(env_ids)}, rolling mean over {window} episodes")
     fig.tight_layout()
     return fig
 
