@@ -354,16 +354,10 @@ def test_evaluate_script_scores_the_baselines_on_a_tree_file(tmp_path, pcfg_tree
         assert players["random (masked)"]["parsed"] == players["random (masked)"]["bracket_f1"] == 0.0
 
 
-def test_results_table_summarises_seeds(tmp_path) -> None:
-    import importlib.util
+def test_results_table_summarises_seeds(tmp_path, results_table) -> None:
     import json
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "results_table.py"
-    spec = importlib.util.spec_from_file_location("results_table", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = results_table
     files = []
     for seed, (success, exact) in enumerate([(0.9, 0.5), (1.0, 0.7), (0.95, 0.6), (0.2, 0.1)]):
         metrics = {"success_rate": success, "attempts_per_min_actions": 1.0 + seed, "exact_match": exact}
