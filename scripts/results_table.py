@@ -71,8 +71,8 @@ def _iqm_cell(values: list[float], percent: bool) -> str:
 
 
 def _span(values: list[float], fmt: str) -> str:
-    low, high = min(values), max(values)
-    return format(low, fmt) if low == high else f"{low:{fmt}}-{high:{fmt}}"
+    low, high = format(min(values), fmt), format(max(values), fmt)
+    return low if low == high else f"{low}-{high}"
 
 
 def _training(runs: list[dict]) -> list[str]:

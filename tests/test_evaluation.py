@@ -380,3 +380,5 @@ def test_results_table_summarises_seeds(tmp_path, results_table) -> None:
     for seconds, file in zip([600.0, 900.0], files[:2], strict=True):
         file.write_text(json.dumps({**json.loads(file.read_text()), "num_timesteps": 4096, "train_seconds": seconds}))
     assert "Trained 4,096 steps in 10-15 minutes of wall-clock time each" in module.results_table(files[:2])
+    files[1].write_text(json.dumps({**json.loads(files[1].read_text()), "train_seconds": 610.0}))
+    assert "Trained 4,096 steps in 10 minutes of wall-clock time each" in module.results_table(files[:2])
