@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_env.py"
 
@@ -29,10 +29,7 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
 
 
 def test_policy_benchmark_times_both_policies_and_both_first_layers() -> None:
-    spec = importlib.util.spec_from_file_location("benchmark_policy", SCRIPT.parent / "benchmark_policy.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("benchmark_policy")
     for policy in module.POLICIES:
         row = module.time_training("LinguisticParse-v0", policy, steps=256)
         assert row["policy"] == policy and row["steps"] >= 256 and row["steps_per_second"] > 0

@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import warnings
 from collections.abc import Callable
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from sb3_parsing import GrammarError, Oracle, RuleSet
 from sb3_parsing.corpus import sample_sentences
-
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-
-
-def _script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from script_loader import load_script
 
 
-grammar_stats = _script("grammar_stats")
-large_grammar = _script("large_grammar")
+grammar_stats = load_script("grammar_stats")
+large_grammar = load_script("large_grammar")
 
 
 def _load_quietly(load: Callable[..., RuleSet], *args: str) -> RuleSet:

@@ -31,6 +31,7 @@ from sb3_parsing.evaluation import (
     training_seconds,
 )
 from sb3_parsing.trees import tree_nodes
+from script_loader import load_script
 
 
 @pytest.fixture(scope="module")
@@ -354,10 +355,10 @@ def test_evaluate_script_scores_the_baselines_on_a_tree_file(tmp_path, pcfg_tree
         assert players["random (masked)"]["parsed"] == players["random (masked)"]["bracket_f1"] == 0.0
 
 
-def test_results_table_summarises_seeds(tmp_path, results_table) -> None:
+def test_results_table_summarises_seeds(tmp_path) -> None:
     import json
 
-    module = results_table
+    module = load_script("results_table")
     files = []
     for seed, (success, exact) in enumerate([(0.9, 0.5), (1.0, 0.7), (0.95, 0.6), (0.2, 0.1)]):
         metrics = {"success_rate": success, "attempts_per_min_actions": 1.0 + seed, "exact_match": exact}

@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from sb3_parsing.callbacks import LengthCurriculumCallback
 from sb3_parsing.her import ConstituentHerReplayBuffer
 from sb3_parsing.policies import TokenDQNPolicy
 from sb3_parsing.wrappers import LinguisticParseGoalEnv, constituents_of, make_goal_env
+from script_loader import load_script
 
 ROOT = Path(__file__).parents[1]
 GOAL_ID = "LinguisticParseGoal-v0"
@@ -157,11 +157,7 @@ def test_dqn_trains_with_it_and_the_zoo_config_names_it() -> None:
 
 
 def _script() -> Any:
-    spec = importlib.util.spec_from_file_location("her_vs_no_her", ROOT / "scripts" / "her_vs_no_her.py")
-    assert spec is not None and spec.loader is not None
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
+    return load_script("her_vs_no_her")
 
 
 def test_benchmark_reads_the_zoo_config() -> None:

@@ -1,11 +1,9 @@
 """The README's results tables are what ``scripts/results_table.py`` prints for the JSON files they name."""
 
 import re
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from script_loader import ROOT, load_script
 
 README = (ROOT / "README.md").read_text()
 # Each table opens with the line results_table.py writes first: "<n> runs: <file>, <file>, ...; mean ± std ..."
@@ -18,11 +16,11 @@ def test_the_readme_has_results_tables() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("names", TABLES, ids=[names.split(",")[0] for names in TABLES])
-def test_readme_table_is_generated_from_its_json(names: str, results_table) -> None:
+def test_readme_table_is_generated_from_its_json(names: str) -> None:
     paths = [ROOT / "docs" / "results" / name for name in names.split(", ")]
     missing = [path.name for path in paths if not path.is_file()]
     assert not missing, f"the README names results that docs/results/ lacks: {missing}"
-    table = results_table.results_table(paths)
+    table = load_script("results_table").results_table(paths)
     assert table in README, (
         f"the README's table of {names} is not what scripts/results_table.py prints for them; paste its output:\n{table}"
     )

@@ -4,7 +4,6 @@ plays (enjoy), records a video and plots; the quick start's settings are the shi
 mypy.
 """
 
-import importlib.util
 import json
 import os
 import shutil
@@ -12,7 +11,6 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from types import ModuleType
 
 import imageio
 import numpy as np
@@ -32,6 +30,7 @@ import sb3_parsing
 from sb3_parsing import zoo
 from sb3_parsing.evaluation import _ZooArgsLoader, load_agent
 from sb3_parsing.policies import FactoredMaskableTokenPolicy, TokenPolicy
+from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small runs: every value a test does not care about is shrunk so that the whole file takes about a minute
@@ -44,14 +43,6 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     result = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
-
-
-def _load_script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _record_video(common: list[str], cwd: Path) -> None:
@@ -303,7 +294,7 @@ def test_plot_train_writes_a_png_without_display(tmp_path):
 
 
 def test_learning_curves_figure_shows_curves_at_zero_and_plain_ticks(tmp_path):
-    plot_learning_curves = _load_script("plot_learning_curves")
+    plot_learning_curves = load_script("plot_learning_curves")
     _fake_monitor(tmp_path / "ppo" / "run_1", [0.0] * 300)
     figure = plot_learning_curves.plot_runs([tmp_path / "ppo" / "run_1"], ["ppo"], window=50)
     ax_success, ax_ratio = figure.axes
@@ -315,7 +306,7 @@ def test_learning_curves_figure_shows_curves_at_zero_and_plain_ticks(tmp_path):
 
 
 def test_quickstart_uses_the_shipped_ppo_mask_settings():
-    quickstart = _load_script("quickstart")
+    quickstart = load_script("quickstart")
     entry = yaml.safe_load(zoo.config_path("ppo_mask").read_text())["LinguisticParse-v0"]
     assert entry["policy"] == "sb3_parsing.policies.FactoredMaskableTokenPolicy"
     assert entry["rollout_buffer_class"] == "sb3_parsing.policies.BitMaskDictRolloutBuffer"
