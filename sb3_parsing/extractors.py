@@ -32,6 +32,7 @@ __all__ = [
     "CONSTITUENT_KEYS",
     "GOAL_KEYS",
     "TokenConvExtractor",
+    "TokenExtractor",
     "TokenMLPExtractor",
     "TokenTransformerExtractor",
     "goal_spans",
@@ -116,7 +117,7 @@ def goal_spans(goal: th.Tensor, mask: th.Tensor, pattern: th.Tensor) -> th.Tenso
     # A goal holds a few constituents among batch * L * n_labels * L bits: add up their spans' rows one by one
     constituents = goal.view(batch, n_rows, n_labels, n_rows).nonzero()
     items, starts, labels, lengths = constituents[mask[constituents[:, 0], constituents[:, 1]]].unbind(dim=-1)
-    views = goal.new_zeros((batch * n_labels, n_rows, 3)).index_add_(0, items * n_labels + labels, pattern[starts, lengths])
+    views = pattern.new_zeros((batch * n_labels, n_rows, 3)).index_add_(0, items * n_labels + labels, pattern[starts, lengths])
     return views.view(batch, n_labels, n_rows, 3).transpose(1, 2).clamp(max=1.0).flatten(start_dim=2)
 
 
@@ -126,9 +127,11 @@ def _check_positive(**values: int) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value}")
 
 
-class _TokenExtractor(BaseFeaturesExtractor):
+class TokenExtractor(BaseFeaturesExtractor):
     """
     Shared part of the token extractors: validation, token rows with their mask, masked pooling and output layer.
+    They read observations of any dtype: float32 (SB3's ``preprocess_obs``) or as the env stores them (uint8), as the
+    token policies of :mod:`sb3_parsing.policies` pass them.
 
     :param observation_space: The observation space of the environment (Dict of (L, k) Boxes with a 'text' key)
     :param features_dim: Number of features extracted
@@ -181,11 +184,11 @@ class _TokenExtractor(BaseFeaturesExtractor):
 
     def _tokens(self, observations: TensorDict) -> tuple[th.Tensor, th.Tensor]:
         """
-        :param observations: Dict of (batch, L, k) float tensors
+        :param observations: Dict of (batch, L, k) tensors
         :return: token rows (batch, L, token_dim) with padding rows zeroed, and the real-row mask (batch, L)
         """
         mask = observations["text"].ne(0).any(dim=-1)
-        tokens = th.cat(list(self._key_rows(observations, mask).values()), dim=-1)
+        tokens = th.cat(list(self._key_rows(observations, mask).values()), dim=-1).float()
         # masked_fill rather than a product, so that junk such as NaN in padding rows cannot leak either
         return tokens.masked_fill(~mask.unsqueeze(-1), 0.0), mask
 
@@ -194,7 +197,7 @@ class _TokenExtractor(BaseFeaturesExtractor):
         ``linear`` applied to the token rows of :meth:`_tokens`; rows of :data:`SPARSE_ROWS_MIN_WIDTH` features or
         more through :meth:`_sparse_embed_rows`.
 
-        :param observations: Dict of (batch, L, k) float tensors
+        :param observations: Dict of (batch, L, k) tensors
         :param linear: a layer from ``token_dim`` features
         :return: the embedded rows (batch, L, out_features), padding rows at the bias, and the real-row mask (batch, L)
         """
@@ -205,20 +208,23 @@ class _TokenExtractor(BaseFeaturesExtractor):
 
     def _sparse_embed_rows(self, observations: TensorDict, linear: nn.Linear) -> tuple[th.Tensor, th.Tensor]:
         """
-        As :meth:`_embed_rows`, without building the token rows: the real rows of each key times that key's slice of
-        the weights, as a sparse product. The rows are mostly zero (a one-hot word, a few set cells), and with 10^3
-        columns the dense product is most of an update (``scripts/benchmark_policy.py``).
+        As :meth:`_embed_rows`, without building the token rows: each key's nonzero entries in real rows times their
+        columns of the weights, added up per row. The rows are mostly zero (a one-hot word, a few set cells), and with
+        10^3 columns the dense product is most of an update (``scripts/benchmark_policy.py``).
         """
         mask = observations["text"].ne(0).any(dim=-1)
-        real_rows = linear.weight.new_zeros((int(mask.sum()), linear.out_features))
+        n_rows = mask.shape[1]
+        embedded = linear.weight.new_zeros((mask.numel(), linear.out_features))
         start = 0
         for key_rows in self._key_rows(observations, mask).values():
-            rows = key_rows[mask]
-            weight = linear.weight[:, start : start + rows.shape[-1]]
-            real_rows = real_rows + th.sparse.mm(rows.to_sparse(), weight.t())
-            start += rows.shape[-1]
-        embedded = real_rows.new_zeros((*mask.shape, linear.out_features)).index_put((mask,), real_rows)
-        return embedded + linear.bias, mask
+            items, rows, columns = key_rows.nonzero(as_tuple=True)
+            real = mask[items, rows]
+            items, rows, columns = items[real], rows[real], columns[real]
+            values = key_rows[items, rows, columns].to(linear.weight.dtype)
+            terms = values.unsqueeze(-1) * linear.weight[:, start + columns].t()
+            embedded = embedded.index_add(0, items * n_rows + rows, terms)
+            start += key_rows.shape[-1]
+        return embedded.view(*mask.shape, -1) + linear.bias, mask
 
     def _pool(self, hidden: th.Tensor, mask: th.Tensor) -> th.Tensor:
         """
@@ -240,7 +246,7 @@ class _TokenExtractor(BaseFeaturesExtractor):
         return self.head(th.cat(pooled, dim=-1))
 
 
-class TokenMLPExtractor(_TokenExtractor):
+class TokenMLPExtractor(TokenExtractor):
     """
     Per-token MLP (the same weights for every row) followed by masked pooling over real rows.
     It sees no word order beyond what the history columns encode; a cheap baseline.
@@ -250,7 +256,7 @@ class TokenMLPExtractor(_TokenExtractor):
     :param embed_dim: Width of the hidden layers of the per-token MLP
     :param n_layers: Number of Linear + ReLU layers of the per-token MLP
     :param pooling: "mean", "max", "mean_max" (both, concatenated) over real rows only, or "tokens" (rows side by side)
-    :param goal_spans: read constituent keys (goals, ``derived``) as span views (see :class:`_TokenExtractor`)
+    :param goal_spans: read constituent keys (goals, ``derived``) as span views (see :class:`TokenExtractor`)
     """
 
     def __init__(
@@ -276,7 +282,7 @@ class TokenMLPExtractor(_TokenExtractor):
         return self._pool(self.token_mlp(tokens), mask)
 
 
-class TokenConvExtractor(_TokenExtractor):
+class TokenConvExtractor(TokenExtractor):
     """
     Stack of 1-D convolutions over the token rows, then masked pooling over real rows.
     Padding rows are zeroed before the first convolution and after each one, so a sentence looks the same
@@ -288,7 +294,7 @@ class TokenConvExtractor(_TokenExtractor):
     :param n_layers: Number of Conv1d + ReLU layers
     :param kernel_size: Odd number of neighbouring tokens each convolution reads ("same" padding keeps L rows)
     :param pooling: "mean", "max", "mean_max" (both, concatenated) over real rows only, or "tokens" (rows side by side)
-    :param goal_spans: read constituent keys (goals, ``derived``) as span views (see :class:`_TokenExtractor`)
+    :param goal_spans: read constituent keys (goals, ``derived``) as span views (see :class:`TokenExtractor`)
     """
 
     def __init__(
@@ -320,7 +326,7 @@ class TokenConvExtractor(_TokenExtractor):
         return self._pool(hidden.transpose(1, 2), mask)
 
 
-class TokenTransformerExtractor(_TokenExtractor):
+class TokenTransformerExtractor(TokenExtractor):
     """
     Transformer encoder over the token rows (padding rows hidden by ``src_key_padding_mask``),
     then masked pooling over real rows.
@@ -347,7 +353,7 @@ class TokenTransformerExtractor(_TokenExtractor):
     :param mark_boundaries: add a trained vector to the first real row and another to the last: where the sentence
         starts and ends, which relative positions do not say, whatever its length
     :param pooling: "mean", "max", "mean_max" (both, concatenated) over real rows only, or "tokens" (rows side by side)
-    :param goal_spans: read constituent keys (goals, ``derived``) as span views (see :class:`_TokenExtractor`)
+    :param goal_spans: read constituent keys (goals, ``derived``) as span views (see :class:`TokenExtractor`)
     """
 
     def __init__(

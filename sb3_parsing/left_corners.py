@@ -155,7 +155,8 @@ class LeftCornerFeatures(nn.Module):
         :return: what :meth:`fits` reads of them
         """
         batch, obs_len = text.shape[:2]
-        tokens = th.where(text.ne(0).any(dim=-1), text.argmax(dim=-1), -1)
+        largest, tokens = text.max(dim=-1)
+        tokens = tokens.masked_fill(largest.eq(0), -1)
         items, starts, labels, lengths = derived.reshape(batch, obs_len, self.n_labels, obs_len).nonzero().unbind(dim=-1)
         return SentenceReading(tokens, items * obs_len + starts, self.symbol_of_label[labels], lengths + 1)
 
@@ -195,6 +196,7 @@ class LeftCornerFeatures(nn.Module):
         text: th.Tensor,
         history: th.Tensor,
         derived: th.Tensor | None = None,
+        reading: SentenceReading | None = None,
         fitting: tuple[th.Tensor, th.Tensor] | None = None,
     ) -> th.Tensor:
         """
@@ -204,25 +206,32 @@ class LeftCornerFeatures(nn.Module):
         :param text: text matrices ``(..., obs_len, alphabet_size)``
         :param history: the history matrices ``(..., obs_len, n_columns)``
         :param derived: the ``derived`` key ``(..., obs_len, n_labels * obs_len)``, if the env observes it
+        :param reading: :meth:`read` of the same observations (with ``derived``), if already read
         :param fitting: :meth:`unset_fitting_cells` of the same observations, if already found
         :return: ``(..., obs_len, 3)``, 0 or 1 (``fits`` is 0 without ``derived``)
         """
         leading, obs_len = text.shape[:-1], text.shape[-2]
-        flat_text, flat_history = text.reshape(-1, self.alphabet_size), history.reshape(-1, self.n_columns)
-        word_rows = flat_text.any(dim=-1).nonzero().squeeze(-1)
-        word = self._starts_unset(flat_history, word_rows, flat_text[word_rows].argmax(dim=-1))
-        fits = th.zeros_like(word)
-        if derived is None:  # the labels of the cells set in the row
+        flat_history = history.reshape(-1, self.n_columns)
+        if derived is None:  # the tokens, and the labels of the cells set in the row
+            flat_text = text.reshape(-1, self.alphabet_size)
+            word_rows = flat_text.any(dim=-1).nonzero().squeeze(-1)
+            words = flat_text[word_rows].argmax(dim=-1)
             corner_rows, columns = flat_history.nonzero().unbind(dim=-1)
-            labels = self.column_label[columns]
-        else:  # the labels derived from the row, and the cells whose pattern follows from it
-            starts = derived.reshape(flat_text.shape[0], self.n_labels, -1).amax(dim=-1)
-            corner_rows, labels = starts.nonzero().unbind(dim=-1)
-            if fitting is None:
+            corner_symbols = self.symbol_of_label[self.column_label[columns]]
+            fits = th.zeros(flat_history.shape[0], device=history.device)
+        else:  # the tokens, the labels derived from the row, and the cells whose pattern follows from it
+            if reading is None:
                 reading = self.read(text.reshape(-1, obs_len, self.alphabet_size), derived.reshape(-1, *derived.shape[-2:]))
+            tokens = reading.tokens.reshape(-1)
+            word_rows = tokens.ge(0).nonzero().squeeze(-1)
+            words = tokens[word_rows]
+            corner_rows, corner_symbols = reading.span_keys, reading.span_symbols
+            if fitting is None:
                 fitting = self.unset_fitting_cells(reading, flat_history)
+            fits = th.zeros(flat_history.shape[0], device=history.device)
             fits[fitting[0]] = 1.0
-        corner = self._starts_unset(flat_history, corner_rows, self.symbol_of_label[labels])
+        word = self._starts_unset(flat_history, word_rows, words)
+        corner = self._starts_unset(flat_history, corner_rows, corner_symbols)
         return th.stack([word, corner, fits], dim=-1).view(*leading, N_FEATURES)
 
     def _starts_unset(self, history: th.Tensor, rows: th.Tensor, symbols: th.Tensor) -> th.Tensor:

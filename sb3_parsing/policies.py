@@ -28,6 +28,8 @@ from sb3_contrib.common.maskable.distributions import (
 )
 from sb3_contrib.common.maskable.policies import MaskableMultiInputActorCriticPolicy
 from stable_baselines3.common.buffers import DictRolloutBuffer
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.type_aliases import PyTorchObs
 from stable_baselines3.common.policies import MultiInputActorCriticPolicy
 from stable_baselines3.common.vec_env import VecNormalize
 from stable_baselines3.dqn.policies import MultiInputPolicy as DQNMultiInputPolicy
@@ -36,7 +38,7 @@ from torch import nn
 from torch.distributions import Categorical
 
 from sb3_parsing.env import load_grammar
-from sb3_parsing.extractors import TokenTransformerExtractor
+from sb3_parsing.extractors import TokenExtractor, TokenTransformerExtractor
 from sb3_parsing.grammar import RuleSet
 from sb3_parsing.left_corners import LEFT_CORNER_KEYS, N_FEATURES, LeftCornerFeatures, SentenceReading
 
@@ -136,7 +138,7 @@ class RowColumnActionHead(nn.Module):
         reading = self.read(observations) if reading is None else reading
         fitting = None if reading is None else self.left_corners.unset_fitting_cells(reading, observations["history"])
         marked = self.left_corners.marks_unset_cells(
-            observations["text"], observations["history"], observations.get("derived"), fitting
+            observations["text"], observations["history"], observations.get("derived"), reading, fitting
         )
         logits = logits + (self.row_corner_weights * marked).sum(dim=-1)
         return logits if fitting is None else logits + self._fitting_mass(tokens, *fitting)
@@ -240,8 +242,30 @@ class _TokenHeadMixin:
     def _make_action_head(self, n_rows: int, latent_dim: int, n_actions: int) -> nn.Module:
         return _token_head(n_rows, latent_dim, n_actions)
 
+    def extract_features(  # type: ignore[override]
+        self, obs: PyTorchObs, features_extractor: BaseFeaturesExtractor | None = None
+    ) -> th.Tensor | tuple[th.Tensor, th.Tensor]:
+        """
+        As SB3's, but a token extractor reads the observation as stored (the env's uint8) instead of the float32 copy
+        that ``preprocess_obs`` makes: it only looks up the few set entries, and finding them in uint8 takes 2-3x
+        less time (``scripts/benchmark_policy.py``). Other extractors get SB3's preprocessing.
 
-class TokenPolicy(_TokenHeadMixin, MultiInputActorCriticPolicy):
+        :param obs: Observation
+        :param features_extractor: The features extractor to use (shared extractor only)
+        :return: The features, or the actor's and the critic's when the extractor is not shared
+        """
+        extractors = (
+            [features_extractor or self.features_extractor]  # type: ignore[attr-defined]
+            if self.share_features_extractor  # type: ignore[attr-defined]
+            else [self.pi_features_extractor, self.vf_features_extractor]  # type: ignore[attr-defined]
+        )
+        if not all(isinstance(extractor, TokenExtractor) for extractor in extractors):
+            return super().extract_features(obs, features_extractor)  # type: ignore[misc]
+        features = [extractor(obs) for extractor in extractors]
+        return features[0] if len(features) == 1 else (features[0], features[1])
+
+
+class TokenPolicy(_TokenHeadMixin, MultiInputActorCriticPolicy):  # type: ignore[misc]  # extract_features, as SB3's
     """PPO / A2C policy for the parsing envs: per-token features (Transformer by default), per-row action logits."""
 
 
@@ -300,7 +324,7 @@ class ExactMaskableCategoricalDistribution(MaskableCategoricalDistribution):
         return self
 
 
-class MaskableTokenPolicy(_TokenHeadMixin, MaskableMultiInputActorCriticPolicy):
+class MaskableTokenPolicy(_TokenHeadMixin, MaskableMultiInputActorCriticPolicy):  # type: ignore[misc]  # as SB3's
     """
     MaskablePPO policy for the parsing envs: per-token features (Transformer by default), per-row action logits,
     masked with :class:`ExactMaskableCategoricalDistribution`. With many actions, give MaskablePPO

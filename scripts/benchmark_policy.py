@@ -23,6 +23,7 @@ from typing import Any
 
 import torch as th
 import yaml
+from rl_zoo3.exp_manager import ExperimentManager
 from rl_zoo3.utils import get_class_by_name
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
@@ -62,7 +63,9 @@ def zoo_settings(env_id: str) -> tuple[int, dict[str, Any], dict[str, Any]]:
         the rollout buffer)
     """
     entry = yaml.safe_load(config_path("ppo_mask").read_text())[env_id]
+    # Schedules such as "lin_1e-3" become callables as rl_zoo3 makes them
     kwargs: dict[str, Any] = {key: entry[key] for key in _PPO_ARGUMENTS if key in entry}
+    kwargs = ExperimentManager._preprocess_schedules(kwargs)
     kwargs["policy_kwargs"] = eval(entry["policy_kwargs"])
     if "rollout_buffer_class" in entry:
         kwargs["rollout_buffer_class"] = get_class_by_name(entry["rollout_buffer_class"])
@@ -115,7 +118,7 @@ def time_first_layer(env_id: str, batch_size: int = 256, repeats: int = 5) -> di
     obs = env.reset()
     for _ in range(batch_size):
         for key, value in obs.items():  # type: ignore[union-attr]
-            observations[key].append(th.as_tensor(value[0], dtype=th.float32))
+            observations[key].append(th.as_tensor(value[0]))  # as stored (uint8), as the token policies read it
         mask = env.env_method("action_masks")[0]
         obs, _, _, _ = env.step([int(th.multinomial(th.as_tensor(mask, dtype=th.float32), 1))])
     batch = {key: th.stack(rows) for key, rows in observations.items()}

@@ -34,5 +34,7 @@ def test_policy_benchmark_times_both_policies_and_both_first_layers() -> None:
         row = module.time_training("LinguisticParse-v0", policy, steps=256)
         assert row["policy"] == policy and row["steps"] >= 256 and row["steps_per_second"] > 0
         assert 0 < row["rollout_share"] < 1
+    # rl_zoo3's schedule strings (v1's "lin_1e-3") reach MaskablePPO as callables
+    assert callable(module.zoo_settings("LinguisticParse-v1")[2]["learning_rate"])
     layer = module.time_first_layer("LinguisticParse-v0", batch_size=8, repeats=1)
     assert layer["dense_seconds"] > 0 and layer["sparse_seconds"] > 0
