@@ -204,13 +204,15 @@ def evaluate_player(
         sentences with a complete parse built), ``exact_match`` (the share whose first complete parse is their
         tree), ``bracket_precision``, ``bracket_recall``, ``bracket_f1`` (corpus labeled brackets, EVALB's micro
         average; a sentence with no parse built counts its gold brackets as missed) and ``sentence_f1`` (the mean
-        over sentences of their bracket F1, 0 with no parse)
+        over sentences of their bracket F1, 0 with no parse); ``by_length``: for each sentence length (a string key,
+        in order), that length's ``n_sentences``, ``success_rate``, ``attempts``, ``attempts_per_min_actions`` and
+        ``dead_end_share``
     """
     if len(sentences) == 0:
         raise ValueError("evaluate_player needs at least one sentence")
     with_trees = all(isinstance(s, TreeSentence) for s in sentences)
-    successes, attempts, ratios, first_parses = [], [], [], []
-    n_matched = n_dead_ends = 0
+    successes, attempts, ratios, first_parses, lengths, dead_ends = [], [], [], [], [], []
+    n_matched = 0
     for sentence in sentences:
         tokens = sentence.tokens if isinstance(sentence, TreeSentence) else sentence
         options: dict[str, Any] = {"sentence": list(tokens)}
@@ -220,6 +222,8 @@ def evaluate_player(
         analysis = env.unwrapped.analysis  # type: ignore[attr-defined]
         gold_cells = _tree_cells(env, sentence.tree) if isinstance(sentence, TreeSentence) else None
         player.start(env)
+        lengths.append(len(tokens))
+        dead_ends.append(0)
         history: set[int] = set()
         first_parse = None
         terminated = truncated = False
@@ -227,7 +231,7 @@ def evaluate_player(
             action = player.act(env, obs)
             obs, _, terminated, truncated, info = env.step(action)
             n_matched += bool(info["matched"])
-            n_dead_ends += bool(info["dead_end"])
+            dead_ends[-1] += bool(info["dead_end"])
             history.add(action)
             if gold_cells is not None and first_parse is None:
                 first_parse = analysis.parse(history)
@@ -249,11 +253,29 @@ def evaluate_player(
         "attempts_per_min_actions": float(ratios_arr.mean()),
         "solved_attempts_per_min_actions": float(ratios_arr[solved].mean()) if solved.any() else None,
         "chart_share": float(n_matched / attempts_arr.sum()),
-        "dead_end_share": float(n_dead_ends / attempts_arr.sum()),
+        "dead_end_share": float(sum(dead_ends) / attempts_arr.sum()),
+        "by_length": _by_length(np.array(lengths), solved, attempts_arr, ratios_arr, np.array(dead_ends)),
     }
     if with_trees:
         result.update(_tree_metrics([s.tree for s in sentences], first_parses))  # type: ignore[union-attr]
     return result
+
+
+def _by_length(
+    lengths: np.ndarray, solved: np.ndarray, attempts: np.ndarray, ratios: np.ndarray, dead_ends: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """The summary of :func:`evaluate_player` for each sentence length, from one value per sentence."""
+    summary = {}
+    for length in np.unique(lengths):
+        of = lengths == length
+        summary[str(length)] = {
+            "n_sentences": int(of.sum()),
+            "success_rate": float(solved[of].mean()),
+            "attempts": float(attempts[of].mean()),
+            "attempts_per_min_actions": float(ratios[of].mean()),
+            "dead_end_share": float(dead_ends[of].sum() / attempts[of].sum()),
+        }
+    return summary
 
 
 def _tree_cells(env: gym.Env, tree: str) -> set[int]:

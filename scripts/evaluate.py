@@ -64,6 +64,24 @@ def _table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+def _length_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """The agent's results by sentence length, for each split."""
+    lines = []
+    for split, players in results.items():
+        for name, m in players.items():
+            if name.startswith("agent"):
+                lines += [
+                    f"\n{name}, {split}, by sentence length",
+                    f"{'tokens':>6} {'n':>5} {'success':>8} {'att/min':>8} {'dead ends':>10}",
+                ]
+                lines += [
+                    f"{length:>6} {row['n_sentences']:>5} {row['success_rate']:>8.1%} "
+                    f"{row['attempts_per_min_actions']:>8.3f} {row['dead_end_share']:>10.1%}"
+                    for length, row in m["by_length"].items()
+                ]
+    return "\n".join(lines)
+
+
 def _as_lines(sentences: list[tuple[str, ...]] | list[TreeSentence]) -> list[str]:
     """Sentences as an env's ``sentences`` argument: a tree keeps its tree, a sentence its tokens."""
     return [s.tree if isinstance(s, TreeSentence) else " ".join(s) for s in sentences]
@@ -153,6 +171,7 @@ def main() -> None:
         results[split][name] = evaluate_player(unlimited, TopDownPlayer(), sentences)
     report.update(env_id=env_id, env_kwargs=task, results=results)
     print(_table(results))
+    print(_length_table(results))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))

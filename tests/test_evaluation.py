@@ -112,6 +112,27 @@ def test_dead_end_share_counts_the_new_chart_constituents_of_no_winning_tree(env
     assert evaluate_player(env, ExpertPlayer(), sentences)["dead_end_share"] == 0.0
 
 
+def test_by_length_summarizes_the_sentences_of_each_length(env, sentences):
+    result = evaluate_player(env, _DeadEndsFirstPlayer(), sentences)
+    by_length = result["by_length"]
+    lengths = sorted({len(s) for s in sentences})
+    assert len(lengths) > 1 and list(by_length) == [str(n) for n in lengths]
+    for length in lengths:
+        of_length = [s for s in sentences if len(s) == length]
+        dead_ends = min_actions = 0
+        for sentence in of_length:
+            env.reset(options={"sentence": list(sentence)})
+            chart, useful = set(env.unwrapped.analysis.chart_cells.tolist()), set(env.unwrapped.useful_cells().tolist())
+            dead_ends += len(chart - useful)
+            min_actions += env.unwrapped.analysis.min_actions
+        row = by_length[str(length)]
+        assert row["n_sentences"] == len(of_length) and row["success_rate"] == 1.0
+        # the dead ends, then the expert's min_actions
+        assert row["attempts"] == pytest.approx((dead_ends + min_actions) / len(of_length))
+        assert row["dead_end_share"] == pytest.approx(dead_ends / (dead_ends + min_actions))
+    assert sum(row["n_sentences"] for row in by_length.values()) == len(sentences)
+
+
 def test_useful_cells_of_a_tree_target_are_the_target_trees_cells():
     env = gym.make("LinguisticParseTree-v0", split="test")
     base = env.unwrapped

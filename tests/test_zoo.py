@@ -130,6 +130,7 @@ def test_ppo_mask_train_enjoy_evaluate(tmp_path):
     script = str(ROOT / "scripts" / "evaluate.py")
     out = _run(script, str(folder), "--n-test", "5", "--n-long", "3", "--json", str(report), cwd=tmp_path)
     assert "top-down search" in out.stdout and "expert" in out.stdout
+    assert "agent (MaskablePPO), held-out, by sentence length" in out.stdout
     results = yaml.safe_load(report.read_text())["results"]
     for players in results.values():
         assert players["expert"]["success_rate"] == 1.0
