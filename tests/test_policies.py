@@ -383,3 +383,25 @@ def test_maskable_token_policies_train_at_1e5_actions(policy: type) -> None:
     mask = env.unwrapped.action_masks()
     action, _ = model.predict(obs, action_masks=mask, deterministic=True)
     assert mask[int(action)]
+
+
+def test_token_policies_read_the_stored_uint8_observation_as_sb3s_float32_copy() -> None:
+    env = gym.make("LinguisticParse-v0", observe_derived=True)
+    model = MaskablePPO(FactoredMaskableTokenPolicy, env, n_steps=16, batch_size=16, policy_kwargs=dict(grammar="english"))
+    obs, _ = env.reset(seed=0)
+    for _ in range(3):  # some history and derived constituents
+        obs, *_ = env.step(env.unwrapped.expert_action())
+    stored, _ = model.policy.obs_to_tensor(obs)
+    assert stored["history"].dtype == th.uint8 and stored["derived"].any()
+    as_float = {key: value.float() for key, value in stored.items()}
+    read = []  # the dtype the extractor gets: not preprocess_obs's float32 copy
+    model.policy.features_extractor.register_forward_pre_hook(lambda _, inputs: read.append(inputs[0]["history"].dtype))
+    masks = env.unwrapped.action_masks()[None]
+    actions = th.as_tensor(np.flatnonzero(masks[0])[:1])
+    with th.no_grad():
+        assert th.equal(model.policy.extract_features(stored), model.policy.extract_features(as_float))
+        values, log_prob, entropy = model.policy.evaluate_actions(stored, actions, action_masks=masks)
+        float_values, float_log_prob, float_entropy = model.policy.evaluate_actions(as_float, actions, action_masks=masks)
+    assert th.allclose(values, float_values) and th.allclose(log_prob, float_log_prob)
+    assert th.allclose(entropy, float_entropy)
+    assert read[0] == th.uint8
