@@ -212,13 +212,13 @@ class LeftCornerFeatures(nn.Module):
         """
         leading, obs_len = text.shape[:-1], text.shape[-2]
         flat_history = history.reshape(-1, self.n_columns)
+        fits = th.zeros(flat_history.shape[0], device=history.device)
         if derived is None:  # the tokens, and the labels of the cells set in the row
             flat_text = text.reshape(-1, self.alphabet_size)
             word_rows = flat_text.any(dim=-1).nonzero().squeeze(-1)
             words = flat_text[word_rows].argmax(dim=-1)
             corner_rows, columns = flat_history.nonzero().unbind(dim=-1)
             corner_symbols = self.symbol_of_label[self.column_label[columns]]
-            fits = th.zeros(flat_history.shape[0], device=history.device)
         else:  # the tokens, the labels derived from the row, and the cells whose pattern follows from it
             if reading is None:
                 reading = self.read(text.reshape(-1, obs_len, self.alphabet_size), derived.reshape(-1, *derived.shape[-2:]))
@@ -228,7 +228,6 @@ class LeftCornerFeatures(nn.Module):
             corner_rows, corner_symbols = reading.span_keys, reading.span_symbols
             if fitting is None:
                 fitting = self.unset_fitting_cells(reading, flat_history)
-            fits = th.zeros(flat_history.shape[0], device=history.device)
             fits[fitting[0]] = 1.0
         word = self._starts_unset(flat_history, word_rows, words)
         corner = self._starts_unset(flat_history, corner_rows, corner_symbols)

@@ -254,15 +254,15 @@ class _TokenHeadMixin:
         :param features_extractor: The features extractor to use (shared extractor only)
         :return: The features, or the actor's and the critic's when the extractor is not shared
         """
-        extractors = (
-            [features_extractor or self.features_extractor]  # type: ignore[attr-defined]
-            if self.share_features_extractor  # type: ignore[attr-defined]
-            else [self.pi_features_extractor, self.vf_features_extractor]  # type: ignore[attr-defined]
-        )
-        if not all(isinstance(extractor, TokenExtractor) for extractor in extractors):
-            return super().extract_features(obs, features_extractor)  # type: ignore[misc]
-        features = [extractor(obs) for extractor in extractors]
-        return features[0] if len(features) == 1 else (features[0], features[1])
+        if self.share_features_extractor:  # type: ignore[attr-defined]
+            extractor = features_extractor or self.features_extractor  # type: ignore[attr-defined]
+            if isinstance(extractor, TokenExtractor):
+                return extractor(obs)
+        else:
+            actor, critic = self.pi_features_extractor, self.vf_features_extractor  # type: ignore[attr-defined]
+            if isinstance(actor, TokenExtractor) and isinstance(critic, TokenExtractor):
+                return actor(obs), critic(obs)
+        return super().extract_features(obs, features_extractor)  # type: ignore[misc]
 
 
 class TokenPolicy(_TokenHeadMixin, MultiInputActorCriticPolicy):  # type: ignore[misc]  # extract_features, as SB3's
