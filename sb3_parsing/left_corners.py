@@ -27,7 +27,7 @@ from torch import nn
 
 from sb3_parsing.grammar import RuleSet, Symbol
 
-__all__ = ["LEFT_CORNER_KEYS", "N_FEATURES", "LeftCornerFeatures", "SentenceReading"]
+__all__ = ["LEFT_CORNER_KEYS", "N_FEATURES", "FittingCells", "LeftCornerFeatures", "SentenceReading"]
 
 #: The observation keys that the features read, row by row (``derived`` only where the env observes it)
 LEFT_CORNER_KEYS = ("text", "history", "derived")
@@ -53,6 +53,31 @@ class SentenceReading(NamedTuple):
     span_keys: th.Tensor
     span_symbols: th.Tensor
     span_lengths: th.Tensor
+
+
+class FittingCells(NamedTuple):
+    """
+    Cells whose whole pattern fits (:meth:`LeftCornerFeatures.fits`), one entry per constituent a cell would derive
+    (a cell can derive several, over constituents of different lengths).
+
+    :param rows: the row of each cell
+    :param columns: its column
+    :param ends: the position just past the constituent it would derive
+    """
+
+    rows: th.Tensor
+    columns: th.Tensor
+    ends: th.Tensor
+
+    def as_matrix(self, n_rows: int, n_columns: int) -> th.Tensor:
+        """
+        :param n_rows: rows the cells' ``rows`` index
+        :param n_columns: columns of a row
+        :return: ``(n_rows, n_columns)``, 1 at each cell, else 0
+        """
+        matrix = th.zeros(n_rows, n_columns, device=self.rows.device)
+        matrix[self.rows, self.columns] = 1.0
+        return matrix
 
 
 class LeftCornerFeatures(nn.Module):
@@ -170,26 +195,23 @@ class LeftCornerFeatures(nn.Module):
         :param rows: the rows to score ``(n,)``
         :return: ``(n, n_columns)``, 0 or 1
         """
-        scored, columns = self._fitting_cells(reading, samples, rows)
-        fits = th.zeros(rows.shape[0], self.n_columns, device=rows.device)
-        fits[scored, columns] = 1.0
-        return fits
+        return self.fitting_cells(reading, samples, rows).as_matrix(rows.shape[0], self.n_columns)
 
-    def unset_fitting_cells(self, reading: SentenceReading, history: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    def unset_fitting_cells(self, reading: SentenceReading, history: th.Tensor) -> FittingCells:
         """
         The unset cells whose pattern fits (:meth:`fits`), in every real row.
 
         :param reading: :meth:`read` of the observations
         :param history: their history matrices ``(batch, obs_len, n_columns)``, or those rows flattened
-        :return: the cells as (row of the flattened ``(batch * obs_len)`` rows, column) pairs
+        :return: the cells, ``rows`` indexing the flattened ``(batch * obs_len)`` rows
         """
         obs_len = reading.tokens.shape[1]
         real_rows = reading.tokens.reshape(-1).ge(0).nonzero().squeeze(-1)
         samples, rows = th.div(real_rows, obs_len, rounding_mode="floor"), real_rows % obs_len
-        scored, columns = self._fitting_cells(reading, samples, rows)
+        scored, columns, ends = self.fitting_cells(reading, samples, rows)
         flat_rows = real_rows[scored]
         unset = history.reshape(-1, self.n_columns)[flat_rows, columns].eq(0)
-        return flat_rows[unset], columns[unset]
+        return FittingCells(flat_rows[unset], columns[unset], ends[unset])
 
     def marks_unset_cells(
         self,
@@ -197,7 +219,7 @@ class LeftCornerFeatures(nn.Module):
         history: th.Tensor,
         derived: th.Tensor | None = None,
         reading: SentenceReading | None = None,
-        fitting: tuple[th.Tensor, th.Tensor] | None = None,
+        fitting: FittingCells | None = None,
     ) -> th.Tensor:
         """
         Whether each row has an unset cell that each feature marks: the features over the row's unset cells, maxed
@@ -228,7 +250,7 @@ class LeftCornerFeatures(nn.Module):
             corner_rows, corner_symbols = reading.span_keys, reading.span_symbols
             if fitting is None:
                 fitting = self.unset_fitting_cells(reading, flat_history)
-            fits[fitting[0]] = 1.0
+            fits[fitting.rows] = 1.0
         word = self._starts_unset(flat_history, word_rows, words)
         corner = self._starts_unset(flat_history, corner_rows, corner_symbols)
         return th.stack([word, corner, fits], dim=-1).view(*leading, N_FEATURES)
@@ -246,19 +268,23 @@ class LeftCornerFeatures(nn.Module):
         marks[rows[unset.any(dim=-1)]] = 1.0
         return marks
 
-    def _fitting_cells(self, reading: SentenceReading, samples: th.Tensor, rows: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    def fitting_cells(self, reading: SentenceReading, samples: th.Tensor, rows: th.Tensor) -> FittingCells:
         """
-        Follow the prefix tree of the rules' patterns from each scored row, one symbol at a time, over the tokens and
-        the derived constituents: a state is (scored row, tree node, next position).
+        The cells of some rows whose pattern fits (:meth:`fits`), with where the constituent each would derive ends:
+        the prefix tree of the rules' patterns followed from each scored row, one symbol at a time, over the tokens
+        and the derived constituents (a state is (scored row, tree node, next position)).
 
-        :return: the cells whose pattern fits, as (index into ``rows``, column) pairs
+        :param reading: the observations, :meth:`read`
+        :param samples: the batch item of each row to score ``(n,)``
+        :param rows: the rows to score ``(n,)``
+        :return: the cells, their ``rows`` indexing into ``rows``
         """
         tokens, span_keys, span_symbols, span_lengths = reading
         obs_len = tokens.shape[1]
         state_rows = th.arange(rows.shape[0], device=rows.device)
         state_nodes = th.zeros_like(state_rows)  # the root
         state_positions = rows.clone()
-        found_rows, found_columns = [], []
+        found_rows, found_columns, found_ends = [], [], []
         while state_rows.numel():
             at = samples[state_rows] * obs_len + state_positions.clamp(max=obs_len - 1)
             inside = state_positions < obs_len
@@ -279,9 +305,9 @@ class LeftCornerFeatures(nn.Module):
             ending_states, column_index = _ranges(self.node_column_offsets, state_nodes)
             found_rows.append(state_rows[ending_states])
             found_columns.append(self.node_columns[column_index])
-        scored = th.cat(found_rows) if found_rows else rows.new_zeros(0)
-        columns = th.cat(found_columns) if found_columns else rows.new_zeros(0)
-        return scored, columns
+            found_ends.append(state_positions[ending_states])
+        found = (found_rows, found_columns, found_ends)
+        return FittingCells(*(th.cat(parts) if parts else rows.new_zeros(0) for parts in found))
 
 
 def _prefix_tree(

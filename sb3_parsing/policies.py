@@ -40,7 +40,7 @@ from torch.distributions import Categorical
 from sb3_parsing.env import load_grammar
 from sb3_parsing.extractors import TokenExtractor, TokenTransformerExtractor
 from sb3_parsing.grammar import RuleSet
-from sb3_parsing.left_corners import LEFT_CORNER_KEYS, N_FEATURES, LeftCornerFeatures, SentenceReading
+from sb3_parsing.left_corners import LEFT_CORNER_KEYS, N_FEATURES, FittingCells, LeftCornerFeatures, SentenceReading
 
 __all__ = [
     "BitMaskDictRolloutBuffer",
@@ -82,19 +82,35 @@ class RowColumnActionHead(nn.Module):
     The two parts of a factored action (:class:`FactoredMaskableDistribution`): a logit per row and, for a row, a
     logit per column, both from that row's token latent, through layers shared by all rows. With left corners, a
     column's logit adds its features (weighted), and a row's adds whether the row has an unset cell each feature marks
-    and, with ``fits``, how the column logits score the row's fitting cells (:meth:`_fitting_mass`).
+    and, with ``fits``, how the column logits score the row's fitting cells (:meth:`_fitting_mass`). With
+    ``span_ends``, a fitting cell's logit also scores the last token of the constituent it would derive, so that a cell
+    is scored by both ends of its span, as span-based chart parsers score constituents.
 
     :param n_rows: rows of the observation (``obs_len``)
     :param token_dim: latent width of one token
     :param n_columns: columns of the history matrix (actions per row)
     :param left_corners: the grammar's :class:`~sb3_parsing.left_corners.LeftCornerFeatures`, or ``None``
+    :param span_ends: score a fitting cell by the last token of its constituent too (needs ``left_corners``)
     """
 
-    def __init__(self, n_rows: int, token_dim: int, n_columns: int, left_corners: LeftCornerFeatures | None = None) -> None:
+    def __init__(
+        self,
+        n_rows: int,
+        token_dim: int,
+        n_columns: int,
+        left_corners: LeftCornerFeatures | None = None,
+        span_ends: bool = False,
+    ) -> None:
         super().__init__()
+        if span_ends and left_corners is None:
+            raise ValueError(
+                "span_ends scores the constituent a fitting cell would derive, which the grammar's left corners find: "
+                "give the policy the grammar (policy_kwargs grammar=...) or leave span_ends off"
+            )
         self.n_rows = n_rows
         self.row = nn.Linear(token_dim, 1)
         self.column = nn.Linear(token_dim, n_columns)
+        self.span_end = nn.Linear(token_dim, n_columns) if span_ends else None
         self.left_corners = left_corners
         # The weight of each left-corner feature in the column logits, trained from log(n_columns): at first, the few
         # cells a feature marks in a row weigh as much as all the others together (from 0, Adam at 1e-3 took 50k steps
@@ -141,25 +157,38 @@ class RowColumnActionHead(nn.Module):
             observations["text"], observations["history"], observations.get("derived"), reading, fitting
         )
         logits = logits + (self.row_corner_weights * marked).sum(dim=-1)
-        return logits if fitting is None else logits + self._fitting_mass(tokens, *fitting)
+        return logits if fitting is None else logits + self._fitting_mass(tokens, fitting)
 
-    def _fitting_mass(self, tokens: th.Tensor, rows: th.Tensor, columns: th.Tensor) -> th.Tensor:
+    def _fitting_mass(self, tokens: th.Tensor, fitting: FittingCells) -> th.Tensor:
         """
         How much the column logits like each row's unset fitting cells, ``log(1 + sum(exp(logit)))`` over them (0 for
         a row with none): the row's share of a softmax over its fitting cells, so that a row whose only fitting cells
         the columns score low (a constituent that no parse uses) is not drawn for its ``fits`` mark alone.
 
         :param tokens: token latents ``(batch, n_rows, token_dim)``
-        :param rows: rows of the flattened ``(batch * n_rows)`` rows, one per cell
-        :param columns: the columns of those cells
+        :param fitting: the cells, their ``rows`` indexing the flattened ``(batch * n_rows)`` rows
         :return: ``(batch, n_rows)``
         """
+        rows, columns = fitting.rows, fitting.columns
         flat_tokens = tokens.reshape(-1, tokens.shape[-1])
         scores = (flat_tokens[rows] * self.column.weight[columns]).sum(dim=-1) + self.column.bias[columns]
+        if self.span_end is not None:
+            scores = scores + self._span_end_scores(tokens, rows // self.n_rows, fitting)
         # A log-sum-exp per row over its cells and a 0 (the 1 inside the log), shifted by the row's largest score
         largest = scores.new_zeros(flat_tokens.shape[0]).scatter_reduce_(0, rows, scores.detach(), "amax")
         total = th.exp(-largest).index_add(0, rows, th.exp(scores - largest[rows]))
         return (largest + th.log(total)).view(tokens.shape[:2])
+
+    def _span_end_scores(self, tokens: th.Tensor, samples: th.Tensor, fitting: FittingCells) -> th.Tensor:
+        """
+        :param tokens: token latents ``(batch, n_rows, token_dim)``
+        :param samples: the batch item of each cell
+        :param fitting: the cells
+        :return: the score of the last token of each cell's constituent for the cell's column ``(n_cells,)``
+        """
+        assert self.span_end is not None
+        last_tokens = tokens[samples, fitting.ends - 1]
+        return (last_tokens * self.span_end.weight[fitting.columns]).sum(dim=-1) + self.span_end.bias[fitting.columns]
 
     def column_logits(
         self,
@@ -188,9 +217,27 @@ class RowColumnActionHead(nn.Module):
         if reading is None:  # fits needs the derived constituents
             fits = th.zeros_like(logits)
         else:
-            fits = self.left_corners.fits(reading, batch.flatten(), rows.flatten()).view_as(logits)
+            fitting = self.left_corners.fitting_cells(reading, batch.flatten(), rows.flatten())
+            fits = fitting.as_matrix(rows.numel(), logits.shape[-1]).view_as(logits)
+            if self.span_end is not None:
+                logits = logits + self._span_end_logits(tokens, batch.flatten(), fitting).view_as(logits)
         features = th.cat([starts, fits.unsqueeze(-2)], dim=-2)
         return logits + (self.left_corner_weights.unsqueeze(-1) * features).sum(dim=-2)
+
+    def _span_end_logits(self, tokens: th.Tensor, samples: th.Tensor, fitting: FittingCells) -> th.Tensor:
+        """
+        :param tokens: token latents ``(batch, n_rows, token_dim)``
+        :param samples: the batch item of each scored row
+        :param fitting: the fitting cells of the scored rows, their ``rows`` indexing ``samples``
+        :return: ``(n_scored_rows, n_columns)``: each fitting cell's :meth:`_span_end_scores` (the best over the
+            constituents it could derive), 0 elsewhere
+        """
+        assert self.span_end is not None
+        n_columns = self.span_end.out_features
+        scores = self._span_end_scores(tokens, samples[fitting.rows], fitting)
+        cells = fitting.rows * n_columns + fitting.columns
+        logits = scores.new_zeros(samples.numel() * n_columns)
+        return logits.scatter_reduce(0, cells, scores, "amax", include_self=False).view(-1, n_columns)
 
 
 def _weights(start: float) -> nn.Parameter:
@@ -492,6 +539,8 @@ class FactoredMaskableTokenPolicy(MaskableTokenPolicy):
     :param grammar: the env's grammar (a built-in name, a RuleSet file or a RuleSet), to add its
         :class:`~sb3_parsing.left_corners.LeftCornerFeatures` to the column logits, each with a trained weight
     :param columns: the env's column mode (with ``grammar``)
+    :param span_ends: also score a fitting cell by the last token of the constituent it would derive (with
+        ``grammar``; :class:`RowColumnActionHead`)
     :param kwargs: keyword arguments of sb3-contrib's ``MaskableMultiInputActorCriticPolicy``
     """
 
@@ -504,10 +553,12 @@ class FactoredMaskableTokenPolicy(MaskableTokenPolicy):
         lr_schedule: Any,
         grammar: str | Path | RuleSet | None = None,
         columns: str = "rules",
+        span_ends: bool = False,
         **kwargs: Any,
     ) -> None:
         self.grammar = grammar
         self.columns = columns
+        self.span_ends = span_ends
         self._observations: dict[str, th.Tensor] | None = None
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
@@ -520,7 +571,7 @@ class FactoredMaskableTokenPolicy(MaskableTokenPolicy):
 
     def _make_action_head(self, n_rows: int, latent_dim: int, n_actions: int) -> nn.Module:
         if self.grammar is None:
-            return _token_head(n_rows, latent_dim, n_actions, RowColumnActionHead)
+            return _token_head(n_rows, latent_dim, n_actions, partial(RowColumnActionHead, span_ends=self.span_ends))
         left_corners = LeftCornerFeatures(load_grammar(self.grammar), self.columns)
         widths = (self.observation_space["text"].shape[1], n_actions // n_rows)  # type: ignore[index]
         if (left_corners.alphabet_size, left_corners.n_columns) != widths:
@@ -529,7 +580,8 @@ class FactoredMaskableTokenPolicy(MaskableTokenPolicy):
                 f"symbols and {left_corners.n_columns} columns, the env {widths[0]} and {widths[1]}: give the policy "
                 "the env's grammar and column mode (policy_kwargs grammar=..., columns=...)"
             )
-        return _token_head(n_rows, latent_dim, n_actions, partial(RowColumnActionHead, left_corners=left_corners))
+        head = partial(RowColumnActionHead, left_corners=left_corners, span_ends=self.span_ends)
+        return _token_head(n_rows, latent_dim, n_actions, head)
 
     def _keep_observations(self, extractor: nn.Module, inputs: tuple[dict[str, th.Tensor]]) -> None:
         """Keep what the actor's extractor reads, for the distribution built next from its features (every path)."""
@@ -539,7 +591,12 @@ class FactoredMaskableTokenPolicy(MaskableTokenPolicy):
         return self.action_dist.proba_distribution(self.action_net(latent_pi), self.action_net, self._observations)  # type: ignore[arg-type]
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
-        return {**super()._get_constructor_parameters(), "grammar": self.grammar, "columns": self.columns}
+        return {
+            **super()._get_constructor_parameters(),
+            "grammar": self.grammar,
+            "columns": self.columns,
+            "span_ends": self.span_ends,
+        }
 
 
 class BitMaskDictRolloutBuffer(MaskableDictRolloutBuffer):

@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -201,28 +202,37 @@ def test_row_logits_add_how_the_column_logits_score_the_rows_unset_fitting_cells
         assert th.allclose(head.row_logits(tokens, observations)[0], expected, atol=1e-5)
 
 
-def _fits_by_search(ruleset: RuleSet, columns: str, obs: dict[str, np.ndarray]) -> np.ndarray:
-    """``fits`` by a plain recursive search over the patterns, ``(obs_len, n_columns)``."""
+def _fitting_by_search(ruleset: RuleSet, columns: str, obs: dict[str, np.ndarray]) -> set[tuple[int, int, int]]:
+    """The fitting cells by a plain recursive search over the patterns: (row, column, end of the constituent)."""
     obs_len, labels = obs["text"].shape[0], {label: i for i, label in enumerate(ruleset.labels)}
     starts, label_indices, lengths = np.nonzero(obs["derived"].reshape(obs_len, len(labels), obs_len))
     constituents = set(zip(starts.tolist(), (starts + lengths + 1).tolist(), label_indices.tolist(), strict=True))
     alphabet = list(ruleset.alphabet)
     tokens = [alphabet[int(i)].name if row.any() else None for row, i in zip(obs["text"], obs["text"].argmax(-1), strict=True)]
 
-    def follows(pattern: tuple, position: int) -> bool:
+    def ends(pattern: tuple, position: int) -> set[int]:
         if not pattern:
-            return True
+            return {position}
         first, rest = pattern[0], pattern[1:]
         if not first.is_label:
-            return position < obs_len and tokens[position] == first.name and follows(rest, position + 1)
+            return ends(rest, position + 1) if position < obs_len and tokens[position] == first.name else set()
         label = labels[first.name]
-        return any(follows(rest, end) for start, end, other in constituents if (start, other) == (position, label))
+        return {e for start, end, other in constituents if (start, other) == (position, label) for e in ends(rest, end)}
 
-    fits = np.zeros((obs_len, len(ruleset.rules) if columns == "rules" else len(labels)))
-    for row in range(obs_len):
-        for index, rule in enumerate(ruleset.rules):
-            if tokens[row] is not None and follows(rule.pattern, row):
-                fits[row, index if columns == "rules" else labels[rule.label]] = 1
+    return {
+        (row, index if columns == "rules" else labels[rule.label], end)
+        for row in range(obs_len)
+        if tokens[row] is not None
+        for index, rule in enumerate(ruleset.rules)
+        for end in ends(rule.pattern, row)
+    }
+
+
+def _fits_by_search(ruleset: RuleSet, columns: str, obs: dict[str, np.ndarray]) -> np.ndarray:
+    """``fits`` by :func:`_fitting_by_search`, ``(obs_len, n_columns)``."""
+    fits = np.zeros((obs["text"].shape[0], len(ruleset.rules) if columns == "rules" else len(ruleset.labels)))
+    for row, column, _ in _fitting_by_search(ruleset, columns, obs):
+        fits[row, column] = 1
     return fits
 
 
@@ -244,6 +254,9 @@ def test_fits_marks_the_cells_whose_whole_pattern_follows_from_the_row(env_id: s
             fits = features.fits(reading, *every_row)
             expected = _fits_by_search(env.unwrapped.ruleset, columns, obs)
             assert np.array_equal(fits.numpy(), expected)
+            cells = features.fitting_cells(reading, *every_row)
+            found = zip(cells.rows.tolist(), cells.columns.tolist(), cells.ends.tolist(), strict=True)
+            assert set(found) == _fitting_by_search(env.unwrapped.ruleset, columns, obs), "each constituent's end"
             n_fitting += int(expected.sum())
             mask = env.unwrapped.action_masks()
             action = env.unwrapped.expert_action() if rng.random() < 0.5 else int(rng.choice(np.flatnonzero(mask)))
@@ -274,3 +287,50 @@ def test_saved_policy_keeps_its_grammar(tmp_path) -> None:
         model.predict(obs, action_masks=mask, deterministic=True)[0],
         loaded.predict(obs, action_masks=mask, deterministic=True)[0],
     )
+
+
+def test_span_ends_score_a_fitting_cell_by_the_last_token_of_its_constituent() -> None:
+    env = gym.make("LinguisticParseArithmetic-v0", observe_derived=True)
+    policy_kwargs = dict(grammar="arithmetic", span_ends=True, **SMALL_NETWORK)
+    model = MaskablePPO(FactoredMaskableTokenPolicy, env, n_steps=32, policy_kwargs=policy_kwargs)
+    head = model.policy.action_net
+    obs = _expert_steps(env, 12)  # far enough for an E over 1 and over 3 tokens to start at one row
+    observations = model.policy.obs_to_tensor(obs)[0]
+    tokens = 3.0 * th.randn(1, head.n_rows, head.column.in_features, generator=th.Generator().manual_seed(0))
+    every_row = th.arange(head.n_rows).unsqueeze(0)
+    span_end, head.span_end = head.span_end, None
+    with th.no_grad():
+        without = head.column_logits(tokens, every_row, observations)[0]
+        head.span_end = span_end
+        with_ends = head.column_logits(tokens, every_row, observations)[0]
+        expected = th.zeros_like(without)
+        fitting = _fitting_by_search(env.unwrapped.ruleset, "rules", obs)
+        for row, column, end in fitting:  # the best of the constituents a cell could derive
+            score = tokens[0, end - 1] @ span_end.weight[column] + span_end.bias[column]
+            expected[row, column] = score if expected[row, column] == 0 else max(expected[row, column], score)
+    assert len({(row, column) for row, column, _ in fitting}) < len(fitting), "some cell can derive two constituents"
+    assert th.allclose(with_ends - without, expected, atol=1e-5)
+
+
+def test_span_ends_need_the_grammar() -> None:
+    env = gym.make("LinguisticParse-v0", observe_derived=True)
+    with pytest.raises(ValueError, match="give the policy the grammar"):
+        MaskablePPO(FactoredMaskableTokenPolicy, env, policy_kwargs=dict(span_ends=True))
+
+
+def test_span_ends_survive_save_and_load(tmp_path: Path) -> None:
+    env = gym.make("LinguisticParseArithmetic-v0", observe_derived=True)
+    policy_kwargs = dict(grammar="arithmetic", span_ends=True, **SMALL_NETWORK)
+    model = MaskablePPO(FactoredMaskableTokenPolicy, env, n_steps=32, policy_kwargs=policy_kwargs)
+    model.save(tmp_path / "model")
+    loaded = MaskablePPO.load(tmp_path / "model")
+    assert loaded.policy.action_net.span_end is not None
+    obs = model.policy.obs_to_tensor(_expert_steps(env, 12))[0]
+    every_row = th.arange(model.policy.action_net.n_rows).unsqueeze(0)
+
+    def column_logits(policy: FactoredMaskableTokenPolicy) -> th.Tensor:
+        distribution = policy.get_distribution(obs)
+        return distribution.head.column_logits(distribution.tokens, every_row, obs)
+
+    with th.no_grad():
+        assert th.equal(column_logits(model.policy), column_logits(loaded.policy))
