@@ -11,6 +11,7 @@ labeled bracket F1 (PARSEVAL, the EVALB way: :mod:`sb3_parsing.trees`).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,12 +28,13 @@ from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_parsing.corpus import TreeSentence, sample_sentences, sample_trees
-from sb3_parsing.grammar import RuleSet
+from sb3_parsing.grammar import Rule, RuleSet
 from sb3_parsing.trees import BracketScore, bracket_score, labeled_brackets, read_tree, tree_nodes
 
 __all__ = [
     "ALGORITHMS",
     "BASELINES",
+    "RULE_KINDS",
     "ExpertPlayer",
     "ModelPlayer",
     "Player",
@@ -44,10 +46,25 @@ __all__ = [
     "load_agent",
     "longer_sentences",
     "observed_env_kwargs",
+    "rule_kind",
     "training_seconds",
 ]
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "dqn": DQN, "ppo_mask": MaskablePPO}
+
+#: What :func:`rule_kind` tells apart, in this order
+RULE_KINDS = ("lexical", "unary", "binary", "longer")
+
+
+def rule_kind(rule: Rule) -> str:
+    """
+    :param rule: a rule of a RuleSet
+    :return: ``"lexical"`` (its pattern has words only), else by the pattern's length: ``"unary"`` (a single label),
+        ``"binary"`` (two symbols) or ``"longer"``
+    """
+    if not any(symbol.is_label for symbol in rule.pattern):
+        return "lexical"
+    return RULE_KINDS[min(len(rule.pattern), len(RULE_KINDS) - 1)]
 
 
 class Player(Protocol):
@@ -206,13 +223,18 @@ def evaluate_player(
         average; a sentence with no parse built counts its gold brackets as missed) and ``sentence_f1`` (the mean
         over sentences of their bracket F1, 0 with no parse); ``by_length``: for each sentence length (a string key,
         in order), that length's ``n_sentences``, ``success_rate``, ``attempts``, ``attempts_per_min_actions`` and
-        ``dead_end_share``
+        ``dead_end_share``; with rules as columns, ``by_rule_kind``: for each :func:`rule_kind` of the cells attempted,
+        their ``attempt_share`` (of all actions) and ``dead_end_share`` (of those actions)
     """
     if len(sentences) == 0:
         raise ValueError("evaluate_player needs at least one sentence")
     with_trees = all(isinstance(s, TreeSentence) for s in sentences)
     successes, attempts, ratios, first_parses, lengths, dead_ends = [], [], [], [], [], []
     n_matched = 0
+    base = env.unwrapped
+    kinds = [rule_kind(rule) for rule in base.ruleset.rules] if base.columns == "rules" else None  # type: ignore[attr-defined]
+    kind_attempts: Counter[str] = Counter()
+    kind_dead_ends: Counter[str] = Counter()
     for sentence in sentences:
         tokens = sentence.tokens if isinstance(sentence, TreeSentence) else sentence
         options: dict[str, Any] = {"sentence": list(tokens)}
@@ -233,6 +255,10 @@ def evaluate_player(
             n_matched += bool(info["matched"])
             dead_ends[-1] += bool(info["dead_end"])
             history.add(action)
+            if kinds is not None:
+                kind = kinds[action % base.n_columns]  # type: ignore[attr-defined]
+                kind_attempts[kind] += 1
+                kind_dead_ends[kind] += bool(info["dead_end"])
             if gold_cells is not None and first_parse is None:
                 first_parse = analysis.parse(history)
                 # A history can hold several trees with the same cells (PP attachments chained at one position):
@@ -256,6 +282,15 @@ def evaluate_player(
         "dead_end_share": float(sum(dead_ends) / attempts_arr.sum()),
         "by_length": _by_length(np.array(lengths), solved, attempts_arr, ratios_arr, np.array(dead_ends)),
     }
+    if kinds is not None:
+        result["by_rule_kind"] = {
+            kind: {
+                "attempt_share": float(kind_attempts[kind] / attempts_arr.sum()),
+                "dead_end_share": kind_dead_ends[kind] / kind_attempts[kind],
+            }
+            for kind in RULE_KINDS
+            if kind_attempts[kind]
+        }
     if with_trees:
         result.update(_tree_metrics([s.tree for s in sentences], first_parses))  # type: ignore[union-attr]
     return result

@@ -65,7 +65,7 @@ def _table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 
 def _length_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
-    """The agent's results by sentence length, for each split."""
+    """The agent's results by sentence length, then by the kind of rule it attempted, for each split."""
     lines = []
     for split, players in results.items():
         for name, m in players.items():
@@ -79,6 +79,15 @@ def _length_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
                     f"{row['attempts_per_min_actions']:>8.3f} {row['dead_end_share']:>10.1%}"
                     for length, row in m["by_length"].items()
                 ]
+                if "by_rule_kind" in m:
+                    lines += [
+                        f"\n{name}, {split}, by the kind of rule attempted",
+                        f"{'rule':>8} {'attempts':>9} {'dead ends':>10}",
+                    ]
+                    lines += [
+                        f"{kind:>8} {row['attempt_share']:>9.1%} {row['dead_end_share']:>10.1%}"
+                        for kind, row in m["by_rule_kind"].items()
+                    ]
     return "\n".join(lines)
 
 

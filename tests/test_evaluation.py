@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import gymnasium as gym
@@ -28,6 +29,7 @@ from sb3_parsing.evaluation import (
     load_agent,
     longer_sentences,
     observed_env_kwargs,
+    rule_kind,
     training_seconds,
 )
 from sb3_parsing.trees import tree_nodes
@@ -131,6 +133,26 @@ def test_by_length_summarizes_the_sentences_of_each_length(env, sentences):
         assert row["attempts"] == pytest.approx((dead_ends + min_actions) / len(of_length))
         assert row["dead_end_share"] == pytest.approx(dead_ends / (dead_ends + min_actions))
     assert sum(row["n_sentences"] for row in by_length.values()) == len(sentences)
+
+
+def test_by_rule_kind_splits_the_attempts_and_dead_ends_by_the_rule_of_the_cell(sentences):
+    env = gym.make("LinguisticParse-v1", split="test")  # v0's dead ends are all binary
+    v1_sentences = list(env.unwrapped.sentences[:5])
+    kinds = [rule_kind(rule) for rule in env.unwrapped.ruleset.rules]
+    expected_dead_ends = Counter()
+    for sentence in v1_sentences:
+        env.reset(options={"sentence": list(sentence)})
+        chart, useful = set(env.unwrapped.analysis.chart_cells.tolist()), set(env.unwrapped.useful_cells().tolist())
+        expected_dead_ends.update(kinds[cell % env.unwrapped.n_columns] for cell in chart - useful)
+    result = evaluate_player(env, _DeadEndsFirstPlayer(), v1_sentences)
+    by_kind, n_attempts = result["by_rule_kind"], result["attempts"] * len(v1_sentences)
+    assert set(by_kind) == set(kinds) and sum(row["attempt_share"] for row in by_kind.values()) == pytest.approx(1.0)
+    dead_ends = {kind: row["dead_end_share"] * row["attempt_share"] * n_attempts for kind, row in by_kind.items()}
+    assert len([kind for kind in dead_ends if round(dead_ends[kind]) > 0]) > 1, "dead ends of several kinds"
+    assert dead_ends == pytest.approx({kind: expected_dead_ends[kind] for kind in by_kind})
+    assert rule_kind(RuleSet.from_text("%start S\nA => S\nA B C => S\nx => A\nx y => B\ny => C\nA y => C").rules[0]) == "unary"
+    labels_env = gym.make("LinguisticParse-v0", split="test", columns="labels")
+    assert "by_rule_kind" not in evaluate_player(labels_env, ExpertPlayer(), sentences[:2])
 
 
 def test_useful_cells_of_a_tree_target_are_the_target_trees_cells():
