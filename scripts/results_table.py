@@ -52,15 +52,23 @@ def iqm_with_ci(values: list[float], reps: int = 2000, seed: int = 0) -> tuple[f
     :return: the IQM, and the lower and upper ends of the interval
     """
     scores = {"runs": np.asarray(values, dtype=float).reshape(-1, 1)}  # runs x tasks
-    with warnings.catch_warnings():
-        # rliable passes arch its random_state, which arch 7 deprecates (arch 8 refuses it: pyproject pins arch<8)
-        warnings.simplefilter("ignore", FutureWarning)
-        point, interval = rly.get_interval_estimates(
-            scores,
-            lambda x: np.array([rly_metrics.aggregate_iqm(x)]),
-            reps=reps,
-            random_state=np.random.RandomState(seed),
-        )
+    # rliable's StratifiedBootstrap draws its resamples from numpy's global RNG (np.random.choice), not from the
+    # random_state it is given: seed the global RNG for the bootstrap, so the interval is the same whatever ran
+    # before, and give the caller's RNG state back afterwards.
+    global_state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():
+            # rliable passes arch its random_state, which arch 7 deprecates (arch 8 refuses it: pyproject pins arch<8)
+            warnings.simplefilter("ignore", FutureWarning)
+            point, interval = rly.get_interval_estimates(
+                scores,
+                lambda x: np.array([rly_metrics.aggregate_iqm(x)]),
+                reps=reps,
+                random_state=np.random.RandomState(seed),
+            )
+    finally:
+        np.random.set_state(global_state)
     return float(point["runs"][0]), float(interval["runs"][0, 0]), float(interval["runs"][1, 0])
 
 

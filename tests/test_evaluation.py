@@ -419,6 +419,14 @@ def test_results_table_summarises_seeds(tmp_path) -> None:
     iqm, low, high = module.iqm_with_ci([0.9, 1.0, 0.95, 0.2])
     assert iqm == pytest.approx(0.925)
     assert 0.2 <= low <= iqm <= high <= 1.0 and low < high
+    # The interval does not depend on numpy's global RNG (rliable resamples with it), and leaves it as it was
+    near_an_edge = [0.232, 0.271, 0.260]  # P(every resample is the best run) = 1/27, close to the 2.5% tail
+    intervals = set()
+    for global_seed in range(8):
+        np.random.seed(global_seed)
+        intervals.add(module.iqm_with_ci(near_an_edge))
+        assert np.random.rand() == np.random.RandomState(global_seed).rand()
+    assert len(intervals) == 1
     iqm_rows = module.results_table(files).split("rliable")[1]
     assert "| held-out | agent | 92.5% [" in iqm_rows
     for seconds, file in zip([600.0, 900.0], files[:2], strict=True):
