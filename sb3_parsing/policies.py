@@ -83,14 +83,16 @@ class RowColumnActionHead(nn.Module):
     logit per column, both from that row's token latent, through layers shared by all rows. With left corners, a
     column's logit adds its features (weighted), and a row's adds whether the row has an unset cell each feature marks
     and, with ``fits``, how the column logits score the row's fitting cells (:meth:`_fitting_mass`). With
-    ``span_ends``, a fitting cell's logit also scores the last token of the constituent it would derive, so that a cell
-    is scored by both ends of its span, as span-based chart parsers score constituents.
+    ``span_ends``, a fitting cell's logit also scores the last token of the constituent it would derive and the token
+    after it, so that a cell is scored by both ends of its span and by what follows it, as span-based chart parsers
+    score constituents (a unary rule that fits is a dead end when what follows cannot continue it).
 
     :param n_rows: rows of the observation (``obs_len``)
     :param token_dim: latent width of one token
     :param n_columns: columns of the history matrix (actions per row)
     :param left_corners: the grammar's :class:`~sb3_parsing.left_corners.LeftCornerFeatures`, or ``None``
-    :param span_ends: score a fitting cell by the last token of its constituent too (needs ``left_corners``)
+    :param span_ends: score a fitting cell by the last token of its constituent and the token after it too (needs
+        ``left_corners``)
     """
 
     def __init__(
@@ -110,7 +112,8 @@ class RowColumnActionHead(nn.Module):
         self.n_rows = n_rows
         self.row = nn.Linear(token_dim, 1)
         self.column = nn.Linear(token_dim, n_columns)
-        self.span_end = nn.Linear(token_dim, n_columns) if span_ends else None
+        # On the last token of the constituent and the token after it, concatenated
+        self.span_end = nn.Linear(2 * token_dim, n_columns) if span_ends else None
         self.left_corners = left_corners
         # The weight of each left-corner feature in the column logits, trained from log(n_columns): at first, the few
         # cells a feature marks in a row weigh as much as all the others together (from 0, Adam at 1e-3 took 50k steps
@@ -184,11 +187,13 @@ class RowColumnActionHead(nn.Module):
         :param tokens: token latents ``(batch, n_rows, token_dim)``
         :param samples: the batch item of each cell
         :param fitting: the cells
-        :return: the score of the last token of each cell's constituent for the cell's column ``(n_cells,)``
+        :return: the score of the last token of each cell's constituent and of the token after it (the last row
+            for a constituent that ends there) for the cell's column ``(n_cells,)``
         """
         assert self.span_end is not None
-        last_tokens = tokens[samples, fitting.ends - 1]
-        return (last_tokens * self.span_end.weight[fitting.columns]).sum(dim=-1) + self.span_end.bias[fitting.columns]
+        next_rows = fitting.ends.clamp(max=tokens.shape[1] - 1)
+        ends = th.cat([tokens[samples, fitting.ends - 1], tokens[samples, next_rows]], dim=-1)
+        return (ends * self.span_end.weight[fitting.columns]).sum(dim=-1) + self.span_end.bias[fitting.columns]
 
     def column_logits(
         self,
@@ -539,8 +544,8 @@ class FactoredMaskableTokenPolicy(MaskableTokenPolicy):
     :param grammar: the env's grammar (a built-in name, a RuleSet file or a RuleSet), to add its
         :class:`~sb3_parsing.left_corners.LeftCornerFeatures` to the column logits, each with a trained weight
     :param columns: the env's column mode (with ``grammar``)
-    :param span_ends: also score a fitting cell by the last token of the constituent it would derive (with
-        ``grammar``; :class:`RowColumnActionHead`)
+    :param span_ends: also score a fitting cell by the last token of the constituent it would derive and the token
+        after it (with ``grammar``; :class:`RowColumnActionHead`)
     :param kwargs: keyword arguments of sb3-contrib's ``MaskableMultiInputActorCriticPolicy``
     """
 

@@ -289,7 +289,7 @@ def test_saved_policy_keeps_its_grammar(tmp_path) -> None:
     )
 
 
-def test_span_ends_score_a_fitting_cell_by_the_last_token_of_its_constituent() -> None:
+def test_span_ends_score_a_fitting_cell_by_the_end_of_its_constituent_and_what_follows() -> None:
     env = gym.make("LinguisticParseArithmetic-v0", observe_derived=True)
     policy_kwargs = dict(grammar="arithmetic", span_ends=True, **SMALL_NETWORK)
     model = MaskablePPO(FactoredMaskableTokenPolicy, env, n_steps=32, policy_kwargs=policy_kwargs)
@@ -306,7 +306,8 @@ def test_span_ends_score_a_fitting_cell_by_the_last_token_of_its_constituent() -
         expected = th.zeros_like(without)
         fitting = _fitting_by_search(env.unwrapped.ruleset, "rules", obs)
         for row, column, end in fitting:  # the best of the constituents a cell could derive
-            score = tokens[0, end - 1] @ span_end.weight[column] + span_end.bias[column]
+            after = tokens[0, min(end, head.n_rows - 1)]
+            score = th.cat([tokens[0, end - 1], after]) @ span_end.weight[column] + span_end.bias[column]
             expected[row, column] = score if expected[row, column] == 0 else max(expected[row, column], score)
     assert len({(row, column) for row, column, _ in fitting}) < len(fitting), "some cell can derive two constituents"
     assert th.allclose(with_ends - without, expected, atol=1e-5)
