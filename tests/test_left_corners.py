@@ -135,8 +135,8 @@ def test_policy_learns_the_weights_of_the_left_corners() -> None:
             break
 
 
-def _expert_steps(env: gym.Env, n: int) -> dict[str, np.ndarray]:
-    obs, _ = env.reset(seed=0)
+def _expert_steps(env: gym.Env, n: int, sentence: str | None = None) -> dict[str, np.ndarray]:
+    obs, _ = env.reset(seed=0, options=None if sentence is None else {"sentence": sentence})
     for _ in range(n):  # the words' rules: the first constituents, of which the corners then start phrases
         obs, *_ = env.step(env.unwrapped.expert_action())
     return obs
@@ -289,12 +289,17 @@ def test_saved_policy_keeps_its_grammar(tmp_path) -> None:
     )
 
 
-def test_span_ends_score_a_fitting_cell_by_the_end_of_its_constituent_and_what_follows() -> None:
+# Far enough into the expert's parse for a cell to fit two constituents (an E over 1 and over 3 tokens at one row),
+# in a sampled sentence and in one of obs_len tokens, where a constituent ending on the last row has no token after it
+@pytest.mark.parametrize(("sentence", "n_steps"), [(None, 12), ("1 + 2 * ( x - 3 ) / y + 2 - 1", 20)])
+def test_span_ends_score_a_fitting_cell_by_the_end_of_its_constituent_and_what_follows(
+    sentence: str | None, n_steps: int
+) -> None:
     env = gym.make("LinguisticParseArithmetic-v0", observe_derived=True)
     policy_kwargs = dict(grammar="arithmetic", span_ends=True, **SMALL_NETWORK)
     model = MaskablePPO(FactoredMaskableTokenPolicy, env, n_steps=32, policy_kwargs=policy_kwargs)
     head = model.policy.action_net
-    obs = _expert_steps(env, 12)  # far enough for an E over 1 and over 3 tokens to start at one row
+    obs = _expert_steps(env, n_steps, sentence)
     observations = model.policy.obs_to_tensor(obs)[0]
     tokens = 3.0 * th.randn(1, head.n_rows, head.column.in_features, generator=th.Generator().manual_seed(0))
     every_row = th.arange(head.n_rows).unsqueeze(0)
@@ -310,6 +315,8 @@ def test_span_ends_score_a_fitting_cell_by_the_end_of_its_constituent_and_what_f
             score = th.cat([tokens[0, end - 1], after]) @ span_end.weight[column] + span_end.bias[column]
             expected[row, column] = score if expected[row, column] == 0 else max(expected[row, column], score)
     assert len({(row, column) for row, column, _ in fitting}) < len(fitting), "some cell can derive two constituents"
+    if sentence is not None:
+        assert any(end == head.n_rows for *_, end in fitting), "some constituent ends on the last row"
     assert th.allclose(with_ends - without, expected, atol=1e-5)
 
 
