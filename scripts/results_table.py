@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -58,15 +57,7 @@ def iqm_with_ci(values: list[float], reps: int = 2000, seed: int = 0) -> tuple[f
     global_state = np.random.get_state()
     np.random.seed(seed)
     try:
-        with warnings.catch_warnings():
-            # rliable passes arch its random_state, which arch 7 deprecates (arch 8 refuses it: pyproject pins arch<8)
-            warnings.simplefilter("ignore", FutureWarning)
-            point, interval = rly.get_interval_estimates(
-                scores,
-                lambda x: np.array([rly_metrics.aggregate_iqm(x)]),
-                reps=reps,
-                random_state=np.random.RandomState(seed),
-            )
+        point, interval = rly.get_interval_estimates(scores, lambda x: np.array([rly_metrics.aggregate_iqm(x)]), reps=reps)
     finally:
         np.random.set_state(global_state)
     return float(point["runs"][0]), float(interval["runs"][0, 0]), float(interval["runs"][1, 0])
