@@ -51,7 +51,7 @@ def iqm_with_ci(values: list[float], reps: int = 2000, seed: int = 0) -> tuple[f
     :return: the IQM, and the lower and upper ends of the interval
     """
     scores = {"runs": np.asarray(values, dtype=float).reshape(-1, 1)}  # runs x tasks
-    # rliable's StratifiedBootstrap draws its resamples from numpy's global RNG (np.random.choice), not from the
+    # rliable's StratifiedBootstrap draws its resamples from numpy's global RNG (np.random.choice), whatever
     # random_state it is given: seed the global RNG for the bootstrap, so the interval is the same whatever ran
     # before, and give the caller's RNG state back afterwards.
     global_state = np.random.get_state()
