@@ -393,7 +393,8 @@ def load_agent(
 
     :param path: the log folder or the saved model
     :param algo: ``ppo``, ``dqn`` or ``ppo_mask``; default: from rl_zoo3's ``args.yml``, else from the path
-    :param env_id: the env the agent was trained on; default: from ``args.yml``, else ``LinguisticParse-v0``
+    :param env_id: the env the agent plays; default: the one it was trained on (``args.yml``), else
+        ``LinguisticParse-v0``. A log folder's model is the one saved for the env it was trained on either way.
     :param best: in a log folder, load ``best_model.zip`` (the best evaluation) rather than the final model
     :param env_kwargs: keyword arguments of the env the agent plays (its grammar, lengths ...), as in training;
         ``observe_derived`` is added when the agent reads the ``derived`` key (:func:`observed_env_kwargs`)
@@ -406,7 +407,7 @@ def load_agent(
         raise ValueError(f"cannot tell the algorithm of {path}: pass algo, one of {sorted(ALGORITHMS)} (got {algo!r})")
     env_id = env_id or args.get("env") or "LinguisticParse-v0"
     if path.is_dir():
-        path = path / ("best_model.zip" if best else f"{env_id}.zip")
+        path = path / ("best_model.zip" if best else f"{args.get('env', env_id)}.zip")
     if not path.is_file():
         raise FileNotFoundError(f"no saved model at {path}")
     # HerReplayBuffer needs an env to be rebuilt; for the others the env only checks the spaces

@@ -120,6 +120,9 @@ def test_ppo_mask_train_enjoy_evaluate(tmp_path):
     assert (folder / "evaluations.npz").is_file()
     model, env_id = load_agent(folder)
     assert isinstance(model, MaskablePPO) and env_id == "LinguisticParse-v0"
+    # played on another task, the folder's model is still the one saved for the task it was trained on
+    model, env_id = load_agent(folder, env_id="LinguisticParseTree-v0")
+    assert env_id == "LinguisticParseTree-v0" and model.env.get_attr("target") == ["tree"]
 
     out = _run("-m", "sb3_parsing.zoo", "enjoy", *common, "--no-render", "-n", "60", cwd=tmp_path)
     assert "sb3_parsing.zoo: playing with env_kwargs={'split': 'test'}" in out.stdout
