@@ -28,6 +28,8 @@ from stable_baselines3.common.type_aliases import TensorDict
 from torch import nn
 from torch.nn import functional as F
 
+from sb3_parsing.sparse import any_set, set_entries
+
 __all__ = [
     "CONSTITUENT_KEYS",
     "GOAL_KEYS",
@@ -115,8 +117,9 @@ def goal_spans(goal: th.Tensor, mask: th.Tensor, pattern: th.Tensor) -> th.Tenso
     batch, n_rows, width = goal.shape
     n_labels = width // n_rows
     # A goal holds a few constituents among batch * L * n_labels * L bits: add up their spans' rows one by one
-    constituents = goal.view(batch, n_rows, n_labels, n_rows).nonzero()
-    items, starts, labels, lengths = constituents[mask[constituents[:, 0], constituents[:, 1]]].unbind(dim=-1)
+    items, starts, labels, lengths = set_entries(goal.view(batch, n_rows, n_labels, n_rows))
+    real = mask[items, starts]
+    items, starts, labels, lengths = items[real], starts[real], labels[real], lengths[real]
     views = pattern.new_zeros((batch * n_labels, n_rows, 3)).index_add_(0, items * n_labels + labels, pattern[starts, lengths])
     return views.view(batch, n_labels, n_rows, 3).transpose(1, 2).clamp(max=1.0).flatten(start_dim=2)
 
@@ -187,7 +190,7 @@ class TokenExtractor(BaseFeaturesExtractor):
         :param observations: Dict of (batch, L, k) tensors
         :return: token rows (batch, L, token_dim) with padding rows zeroed, and the real-row mask (batch, L)
         """
-        mask = observations["text"].ne(0).any(dim=-1)
+        mask = any_set(observations["text"])
         tokens = th.cat(list(self._key_rows(observations, mask).values()), dim=-1).float()
         # masked_fill rather than a product, so that junk such as NaN in padding rows cannot leak either
         return tokens.masked_fill(~mask.unsqueeze(-1), 0.0), mask
@@ -212,12 +215,12 @@ class TokenExtractor(BaseFeaturesExtractor):
         columns of the weights, added up per row. The rows are mostly zero (a one-hot word, a few set cells), and with
         10^3 columns the dense product is most of an update (``scripts/benchmark_policy.py``).
         """
-        mask = observations["text"].ne(0).any(dim=-1)
+        mask = any_set(observations["text"])
         n_rows = mask.shape[1]
         embedded = linear.weight.new_zeros((mask.numel(), linear.out_features))
         start = 0
         for key_rows in self._key_rows(observations, mask).values():
-            items, rows, columns = key_rows.nonzero(as_tuple=True)
+            items, rows, columns = set_entries(key_rows)
             real = mask[items, rows]
             items, rows, columns = items[real], rows[real], columns[real]
             values = key_rows[items, rows, columns].to(linear.weight.dtype)

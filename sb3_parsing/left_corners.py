@@ -26,6 +26,7 @@ import torch as th
 from torch import nn
 
 from sb3_parsing.grammar import RuleSet, Symbol
+from sb3_parsing.sparse import set_entries
 
 __all__ = ["LEFT_CORNER_KEYS", "N_FEATURES", "FittingCells", "LeftCornerFeatures", "SentenceReading"]
 
@@ -180,9 +181,10 @@ class LeftCornerFeatures(nn.Module):
         :return: what :meth:`fits` reads of them
         """
         batch, obs_len = text.shape[:2]
-        largest, tokens = text.max(dim=-1)
-        tokens = tokens.masked_fill(largest.eq(0), -1)
-        items, starts, labels, lengths = derived.reshape(batch, obs_len, self.n_labels, obs_len).nonzero().unbind(dim=-1)
+        word_items, word_rows, words = set_entries(text)  # one word per real row
+        tokens = th.full((batch, obs_len), -1, dtype=th.long, device=text.device)
+        tokens[word_items, word_rows] = words
+        items, starts, labels, lengths = set_entries(derived.reshape(batch, obs_len, self.n_labels, obs_len))
         return SentenceReading(tokens, items * obs_len + starts, self.symbol_of_label[labels], lengths + 1)
 
     def fits(self, reading: SentenceReading, samples: th.Tensor, rows: th.Tensor) -> th.Tensor:
@@ -237,9 +239,8 @@ class LeftCornerFeatures(nn.Module):
         fits = th.zeros(flat_history.shape[0], device=history.device)
         if derived is None:  # the tokens, and the labels of the cells set in the row
             flat_text = text.reshape(-1, self.alphabet_size)
-            word_rows = flat_text.any(dim=-1).nonzero().squeeze(-1)
-            words = flat_text[word_rows].argmax(dim=-1)
-            corner_rows, columns = flat_history.nonzero().unbind(dim=-1)
+            word_rows, words = set_entries(flat_text)  # one word per real row
+            corner_rows, columns = set_entries(flat_history)
             corner_symbols = self.symbol_of_label[self.column_label[columns]]
         else:  # the tokens, the labels derived from the row, and the cells whose pattern follows from it
             if reading is None:

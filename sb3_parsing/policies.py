@@ -41,6 +41,7 @@ from sb3_parsing.env import load_grammar
 from sb3_parsing.extractors import TokenExtractor, TokenTransformerExtractor
 from sb3_parsing.grammar import RuleSet
 from sb3_parsing.left_corners import LEFT_CORNER_KEYS, N_FEATURES, FittingCells, LeftCornerFeatures, SentenceReading
+from sb3_parsing.sparse import any_set
 
 __all__ = [
     "BitMaskDictRolloutBuffer",
@@ -450,7 +451,7 @@ class FactoredMaskableDistribution(MaskableDistribution):
         else:
             allowed = th.as_tensor(masks, dtype=th.bool, device=self.tokens.device)
             allowed = allowed.reshape(-1, self.n_rows, self.n_columns)
-            allowed_rows = allowed.any(dim=-1)
+            allowed_rows = any_set(allowed)
             nothing_allowed = ~allowed_rows.any(dim=-1)
             if nothing_allowed.any():
                 allowed = allowed | nothing_allowed[:, None, None]
@@ -472,7 +473,7 @@ class FactoredMaskableDistribution(MaskableDistribution):
             batch = th.arange(self.tokens.shape[0], device=self.tokens.device)
             masks = self.masks[batch.unsqueeze(-1) if rows.dim() == 2 else batch, rows]
             # A row without allowed cells (probability 0) keeps finite column log-probs, so 0 * them stays 0
-            masks = masks | ~masks.any(dim=-1, keepdim=True)
+            masks = masks | ~any_set(masks).unsqueeze(-1)
             logits = logits.masked_fill(~masks, -math.inf)
         return th.log_softmax(logits, dim=-1), masks
 

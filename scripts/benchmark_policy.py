@@ -2,13 +2,15 @@
 What a MaskablePPO update costs with many cells: the flat token policy (``MaskableTokenPolicy``, a softmax over every
 cell) against the factored one (``FactoredMaskableTokenPolicy``, a row then a column, with the grammar's left corners),
 on the ``ppo_mask.yml`` settings of each env id (8 envs, ``n_steps`` 128, ``batch_size`` 256, bit masks), torch on one
-thread.
+thread unless ``--num-threads`` says otherwise.
 
 For each env id and policy: env steps per second over ``--steps`` steps after a warm-up rollout, split into rollout
 (env steps, masks, forward passes) and update (the PPO epochs). Then, on one minibatch of v1's shape, the
 Transformer's first layer computed both ways, forward and backward: dense on the concatenated token rows
 (``embed(_tokens(obs))``) and sparse per key (``_sparse_embed_rows``), which the extractor uses from
-``SPARSE_ROWS_MIN_WIDTH`` features per row.
+``SPARSE_ROWS_MIN_WIDTH`` features per row. Last, on a minibatch of each env id (with its ``ppo_mask.yml`` env kwargs),
+finding the observations' set entries and the masks' rows with an allowed cell: torch's ``nonzero`` and ``any``
+against ``sb3_parsing.sparse``, which the extractors and the policies use.
 
     python scripts/benchmark_policy.py --output docs/results/benchmark_policy.json
 """
@@ -18,9 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import torch as th
 import yaml
 from rl_zoo3.exp_manager import ExperimentManager
@@ -32,6 +36,7 @@ from stable_baselines3.common.env_util import make_vec_env
 import sb3_parsing  # noqa: F401  (registers the env ids)
 from sb3_parsing.extractors import TokenTransformerExtractor
 from sb3_parsing.policies import FactoredMaskableTokenPolicy, MaskableTokenPolicy
+from sb3_parsing.sparse import any_set, set_entries
 from sb3_parsing.zoo import config_path, env_grammar
 
 POLICIES = {"flat": MaskableTokenPolicy, "factored": FactoredMaskableTokenPolicy}
@@ -104,6 +109,40 @@ def time_training(env_id: str, policy: str, steps: int) -> dict[str, Any]:
     }
 
 
+def sample_observations(
+    env_id: str, batch_size: int = 256, env_kwargs: dict[str, Any] | None = None
+) -> tuple[gym.Space, dict[str, th.Tensor], th.Tensor]:
+    """
+    A minibatch of observations as stored (uint8, as the token policies read them) and their action masks, from
+    random allowed cells.
+
+    :param env_id: env id to play
+    :param batch_size: observations
+    :param env_kwargs: the env's keyword arguments
+    :return: the observation space, the observations and the masks (bool)
+    """
+    env = make_vec_env(env_id, n_envs=1, seed=0, env_kwargs=env_kwargs)
+    observations: dict[str, list[th.Tensor]] = {key: [] for key in env.observation_space.spaces}  # type: ignore[attr-defined]
+    masks = []
+    obs = env.reset()
+    for _ in range(batch_size):
+        for key, value in obs.items():  # type: ignore[union-attr]
+            observations[key].append(th.as_tensor(value[0]))
+        masks.append(th.as_tensor(env.env_method("action_masks")[0]))
+        obs, _, _, _ = env.step(th.multinomial(masks[-1].float(), 1).numpy())
+    env.close()
+    return env.observation_space, {key: th.stack(rows) for key, rows in observations.items()}, th.stack(masks)
+
+
+def _seconds(function: Callable[[], Any], repeats: int) -> float:
+    """Seconds per call of ``function``, after one untimed call."""
+    function()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        function()
+    return (time.perf_counter() - started) / repeats
+
+
 def time_first_layer(env_id: str, batch_size: int = 256, repeats: int = 5) -> dict[str, Any]:
     """
     The Transformer's first layer on a minibatch of observations from the env (a few random cells set), dense and sparse.
@@ -113,16 +152,8 @@ def time_first_layer(env_id: str, batch_size: int = 256, repeats: int = 5) -> di
     :param repeats: timed forward and backward passes of each
     :return: seconds per forward and backward pass, both ways
     """
-    env = make_vec_env(env_id, n_envs=1, seed=0)
-    observations = {key: [] for key in env.observation_space.spaces}  # type: ignore[attr-defined]
-    obs = env.reset()
-    for _ in range(batch_size):
-        for key, value in obs.items():  # type: ignore[union-attr]
-            observations[key].append(th.as_tensor(value[0]))  # as stored (uint8), as the token policies read it
-        mask = env.env_method("action_masks")[0]
-        obs, _, _, _ = env.step([int(th.multinomial(th.as_tensor(mask, dtype=th.float32), 1))])
-    batch = {key: th.stack(rows) for key, rows in observations.items()}
-    extractor = TokenTransformerExtractor(env.observation_space, embed_dim=64, n_layers=1, pooling="tokens")
+    observation_space, batch, _ = sample_observations(env_id, batch_size)
+    extractor = TokenTransformerExtractor(observation_space, embed_dim=64, n_layers=1, pooling="tokens")
 
     def dense() -> th.Tensor:
         return extractor.embed(extractor._tokens(batch)[0])
@@ -132,13 +163,34 @@ def time_first_layer(env_id: str, batch_size: int = 256, repeats: int = 5) -> di
 
     assert th.allclose(dense(), sparse(), atol=1e-5), "the two ways must agree"
     row: dict[str, Any] = {"env_id": env_id, "batch_size": batch_size}
-    for name, layer in (("dense", dense), ("sparse", sparse)):
-        layer().sum().backward()
-        started = time.perf_counter()
-        for _ in range(repeats):
-            layer().sum().backward()
-        row[f"{name}_seconds"] = (time.perf_counter() - started) / repeats
+    row["dense_seconds"] = _seconds(lambda: dense().sum().backward(), repeats)
+    row["sparse_seconds"] = _seconds(lambda: sparse().sum().backward(), repeats)
     return row
+
+
+def time_set_entries(env_id: str, batch_size: int = 256, repeats: int = 5) -> dict[str, Any]:
+    """
+    Finding the set entries of a minibatch's observations (every key) and its masks' rows with an allowed cell:
+    torch's ``nonzero`` and ``any`` against :func:`~sb3_parsing.sparse.set_entries` and
+    :func:`~sb3_parsing.sparse.any_set`.
+
+    :param env_id: env id whose observations to use
+    :param batch_size: observations per minibatch
+    :param repeats: timed calls of each
+    :return: seconds per minibatch, each way
+    """
+    _, batch, masks = sample_observations(env_id, batch_size, zoo_settings(env_id)[1])
+    rows = masks.view(batch_size, batch["text"].shape[1], -1)
+    for matrix in batch.values():
+        assert all(th.equal(a, b) for a, b in zip(set_entries(matrix), matrix.nonzero(as_tuple=True), strict=True))
+    return {
+        "env_id": env_id,
+        "batch_size": batch_size,
+        "nonzero_seconds": _seconds(lambda: [matrix.nonzero(as_tuple=True) for matrix in batch.values()], repeats),
+        "set_entries_seconds": _seconds(lambda: [set_entries(matrix) for matrix in batch.values()], repeats),
+        "any_seconds": _seconds(lambda: rows.any(dim=-1), repeats),
+        "any_set_seconds": _seconds(lambda: any_set(rows), repeats),
+    }
 
 
 def main() -> None:
@@ -147,8 +199,9 @@ def main() -> None:
     parser.add_argument("--policies", nargs="+", choices=sorted(POLICIES), default=sorted(POLICIES))
     parser.add_argument("--steps", type=int, default=4096, help="env steps timed per env id and policy")
     parser.add_argument("--output", type=Path, help="write the results to this JSON file")
+    parser.add_argument("--num-threads", type=int, default=1, help="torch threads (rl_zoo3's --num-threads)")
     args = parser.parse_args()
-    th.set_num_threads(1)
+    th.set_num_threads(args.num_threads)
 
     training = [time_training(env_id, policy, args.steps) for env_id in args.env_ids for policy in args.policies]
     print(f"{'env id':<22} {'policy':<9} {'actions':>8} {'steps/s':>8} {'rollout':>8} {'update s / 1k steps':>20}")
@@ -161,9 +214,17 @@ def main() -> None:
     print(f"\n{'env id':<22} {'first layer, fwd+bwd, dense':>28} {'sparse':>8}")
     for row in first_layer:
         print(f"{row['env_id']:<22} {row['dense_seconds'] * 1000:>25.1f} ms {row['sparse_seconds'] * 1000:>5.1f} ms")
+    entries = [time_set_entries(env_id) for env_id in args.env_ids]
+    print(f"\n{'env id':<22} {'set entries: nonzero':>21} {'set_entries':>12} {'masks: any':>11} {'any_set':>9}")
+    for row in entries:
+        print(
+            f"{row['env_id']:<22} {row['nonzero_seconds'] * 1000:>18.1f} ms {row['set_entries_seconds'] * 1000:>9.1f} ms "
+            f"{row['any_seconds'] * 1000:>8.1f} ms {row['any_set_seconds'] * 1000:>6.1f} ms"
+        )
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps({"training": training, "first_layer": first_layer}, indent=2) + "\n")
+        results = {"num_threads": args.num_threads, "training": training, "first_layer": first_layer, "set_entries": entries}
+        args.output.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     assert "| N envs |" in completed.stdout
 
 
-def test_policy_benchmark_times_both_policies_and_both_first_layers() -> None:
+def test_policy_benchmark_times_both_policies_first_layers_and_set_entries() -> None:
     module = load_script("benchmark_policy")
     for policy in module.POLICIES:
         row = module.time_training("LinguisticParse-v0", policy, steps=256)
@@ -38,3 +38,6 @@ def test_policy_benchmark_times_both_policies_and_both_first_layers() -> None:
     assert callable(module.zoo_settings("LinguisticParse-v1")[2]["learning_rate"])
     layer = module.time_first_layer("LinguisticParse-v0", batch_size=8, repeats=1)
     assert layer["dense_seconds"] > 0 and layer["sparse_seconds"] > 0
+    # v1's entry observes the derived constituents: every key's set entries are found both ways, and checked equal
+    entries = module.time_set_entries("LinguisticParse-v1", batch_size=8, repeats=1)
+    assert min(entries[f"{way}_seconds"] for way in ("nonzero", "set_entries", "any", "any_set")) > 0
