@@ -19,6 +19,7 @@ Use them with SB3's ``MultiInputPolicy``::
 
 import itertools
 import math
+from collections.abc import Iterator
 
 import gymnasium as gym
 import torch as th
@@ -91,17 +92,36 @@ def _token_layout(observation_space: gym.Space) -> tuple[list[str], int, int]:
     return keys, n_rows, token_dim
 
 
-def _span_pattern(n_rows: int) -> th.Tensor:
+def goal_span_entries(goal: th.Tensor, mask: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
     """
-    ``pattern[start, length - 1, m]``: whether row ``m`` is inside, the first or the last row of the span
-    ``[start, start + length)``, shape ``(L, L, L, 3)``.
+    The set entries of :func:`goal_spans` ``(goal, mask)``, in the order ``nonzero`` gives them, found from the goal's
+    few constituents without building the views.
+
+    :param goal: (batch, L, n_labels * L) goal rows
+    :param mask: (batch, L) real rows; constituents that start in other rows (padding, junk, NaN) are dropped
+    :return: the batch items, rows and features (``3 * label`` + 0 inside, 1 first, 2 last) of the set entries
     """
-    start, last, row = th.meshgrid(th.arange(n_rows), th.arange(n_rows), th.arange(n_rows), indexing="ij")
-    end = start + last
-    return th.stack([(start <= row) & (row <= end), row == start, row == end], dim=-1).float()
+    batch, n_rows, width = goal.shape
+    n_labels = width // n_rows
+    items, starts, labels, lengths = set_entries(goal.view(batch, n_rows, n_labels, n_rows))
+    real = mask[items, starts]
+    items, starts, labels, lengths = items[real], starts[real], labels[real], lengths[real]
+    lasts = starts + lengths  # the length is stored minus 1; a last row past the L rows is not marked
+    n_inside = lasts.clamp(max=n_rows - 1) - starts + 1
+    inside = th.repeat_interleave(th.arange(items.numel(), device=goal.device), n_inside)
+    first_of_inside = th.repeat_interleave(n_inside.cumsum(0) - n_inside, n_inside)
+    inside_rows = starts[inside] + th.arange(inside.numel(), device=goal.device) - first_of_inside
+    on_rows = lasts < n_rows
+    entries_items = th.cat([items[inside], items, items[on_rows]])
+    entries_rows = th.cat([inside_rows, starts, lasts[on_rows]])
+    features = th.cat([3 * labels[inside], 3 * labels + 1, 3 * labels[on_rows] + 2])
+    # Constituents of one label that overlap set an entry once
+    flat = th.unique((entries_items * n_rows + entries_rows) * (3 * n_labels) + features)
+    items, rows, features = th.unravel_index(flat, (batch, n_rows, 3 * n_labels))
+    return items, rows, features
 
 
-def goal_spans(goal: th.Tensor, mask: th.Tensor, pattern: th.Tensor) -> th.Tensor:
+def goal_spans(goal: th.Tensor, mask: th.Tensor) -> th.Tensor:
     """
     A goal in the layout of :func:`~sb3_parsing.wrappers.encode_constituents` (row ``m``: the constituents that start
     at ``m``, one bit per (label, length)) seen from every row: ``view[m, label]`` holds whether row ``m`` is inside,
@@ -111,17 +131,12 @@ def goal_spans(goal: th.Tensor, mask: th.Tensor, pattern: th.Tensor) -> th.Tenso
 
     :param goal: (batch, L, n_labels * L) goal rows
     :param mask: (batch, L) real rows; bits in other rows (padding, junk, NaN) are dropped
-    :param pattern: :func:`_span_pattern` of ``L`` rows
-    :return: (batch, L, n_labels * 3), each value 0 or 1
+    :return: (batch, L, n_labels * 3), each value 0 or 1 (float32)
     """
     batch, n_rows, width = goal.shape
-    n_labels = width // n_rows
-    # A goal holds a few constituents among batch * L * n_labels * L bits: add up their spans' rows one by one
-    items, starts, labels, lengths = set_entries(goal.view(batch, n_rows, n_labels, n_rows))
-    real = mask[items, starts]
-    items, starts, labels, lengths = items[real], starts[real], labels[real], lengths[real]
-    views = pattern.new_zeros((batch * n_labels, n_rows, 3)).index_add_(0, items * n_labels + labels, pattern[starts, lengths])
-    return views.view(batch, n_labels, n_rows, 3).transpose(1, 2).clamp(max=1.0).flatten(start_dim=2)
+    views = th.zeros((batch, n_rows, 3 * (width // n_rows)), device=goal.device)
+    views[goal_span_entries(goal, mask)] = 1.0
+    return views
 
 
 def _check_positive(**values: int) -> None:
@@ -148,8 +163,6 @@ class TokenExtractor(BaseFeaturesExtractor):
         one bit per (label, length) at the start)
     """
 
-    span_pattern: th.Tensor  # a buffer, with goal keys read as span views
-
     def __init__(
         self, observation_space: gym.Space, features_dim: int, embed_dim: int, pooling: str, goal_spans: bool
     ) -> None:
@@ -175,14 +188,12 @@ class TokenExtractor(BaseFeaturesExtractor):
         self.pooling = pooling
         pooled_dim = 2 * embed_dim if pooling == "mean_max" else embed_dim
         self.head = nn.Identity() if pooling == "tokens" else nn.Sequential(nn.Linear(pooled_dim, features_dim), nn.ReLU())
-        if self.span_keys:
-            self.register_buffer("span_pattern", _span_pattern(n_rows), persistent=False)
 
     def _key_rows(self, observations: TensorDict, mask: th.Tensor) -> dict[str, th.Tensor]:
         """Each key's rows as the network reads them: constituent keys as span views with ``goal_spans``."""
         rows = {key: observations[key] for key in self.keys}
         for key in self.span_keys:
-            rows[key] = goal_spans(rows[key], mask, self.span_pattern)
+            rows[key] = goal_spans(rows[key], mask)
         return rows
 
     def _tokens(self, observations: TensorDict) -> tuple[th.Tensor, th.Tensor]:
@@ -209,25 +220,50 @@ class TokenExtractor(BaseFeaturesExtractor):
         tokens, mask = self._tokens(observations)
         return linear(tokens), mask
 
+    def _key_entries(
+        self, observations: TensorDict, mask: th.Tensor
+    ) -> Iterator[tuple[int, th.Tensor, th.Tensor, th.Tensor, th.Tensor | None]]:
+        """
+        Each key's set entries in real rows, in the order ``nonzero`` gives them: the constituent keys' from
+        :func:`goal_span_entries`, the others' from their matrix.
+
+        :return: per key, the width of its rows as the network reads them, the batch items, rows and columns of the
+            entries and their values (``None``: all 1)
+        """
+        n_rows = mask.shape[1]
+        for key in self.keys:
+            values = None
+            if key in self.span_keys:
+                width = 3 * (observations[key].shape[-1] // n_rows)
+                items, rows, columns = goal_span_entries(observations[key], mask)
+            else:
+                width = observations[key].shape[-1]
+                items, rows, columns = set_entries(observations[key])
+            real = mask[items, rows].nonzero().squeeze(-1)
+            items, rows, columns = items[real], rows[real], columns[real]
+            if key not in self.span_keys:
+                values = observations[key][items, rows, columns]
+            yield width, items, rows, columns, values
+
     def _sparse_embed_rows(self, observations: TensorDict, linear: nn.Linear) -> tuple[th.Tensor, th.Tensor]:
         """
-        As :meth:`_embed_rows`, without building the token rows: each key's nonzero entries in real rows times their
-        columns of the weights, added up per row. The rows are mostly zero (a one-hot word, a few set cells), and with
-        10^3 columns the dense product is most of an update (``scripts/benchmark_policy.py``).
+        As :meth:`_embed_rows`, without building the token rows: the :meth:`_key_entries` weigh their columns of the
+        weights, summed row by row by ``embedding_bag``. The rows are mostly zero (a one-hot word, a few set cells), and
+        with 10^3 columns the dense product is most of an update (``scripts/benchmark_policy.py``).
         """
         mask = any_set(observations["text"])
-        n_rows = mask.shape[1]
-        embedded = linear.weight.new_zeros((mask.numel(), linear.out_features))
+        every_row = th.arange(mask.numel(), device=mask.device)
+        weights = linear.weight.t()
+        embedded = linear.bias.expand(mask.numel(), -1)
         start = 0
-        for key_rows in self._key_rows(observations, mask).values():
-            items, rows, columns = set_entries(key_rows)
-            real = mask[items, rows]
-            items, rows, columns = items[real], rows[real], columns[real]
-            values = key_rows[items, rows, columns].to(linear.weight.dtype)
-            terms = values.unsqueeze(-1) * linear.weight[:, start + columns].t()
-            embedded = embedded.index_add(0, items * n_rows + rows, terms)
-            start += key_rows.shape[-1]
-        return embedded.view(*mask.shape, -1) + linear.bias, mask
+        for width, items, rows, columns, values in self._key_entries(observations, mask):
+            offsets = th.searchsorted(items * mask.shape[1] + rows, every_row)  # each row's entries are one bag
+            if values is not None:
+                values = values.to(weights.dtype)
+            bags = F.embedding_bag(columns, weights[start : start + width], offsets, mode="sum", per_sample_weights=values)
+            embedded = embedded + bags
+            start += width
+        return embedded.view(*mask.shape, -1), mask
 
     def _pool(self, hidden: th.Tensor, mask: th.Tensor) -> th.Tensor:
         """

@@ -400,6 +400,8 @@ class FactoredMaskableDistribution(MaskableDistribution):
     - ``entropy()`` is ``H(row) + H(column | row)``: exact over rows; over columns, the entropy at the rows of the
       actions last drawn or scored by ``log_prob`` (in a PPO update, the minibatch's actions, drawn from the
       rollout policy: a one-sample estimate of the expected column entropy). Before any, it is exact.
+    - The column log-probabilities of the rows last drawn or scored are kept: ``entropy()`` and ``log_prob`` of the
+      actions just sampled (as a rollout asks for) reuse them rather than scoring those rows' columns again.
 
     :param n_rows: rows of the observation (``obs_len``)
     :param n_columns: columns of the history matrix (actions per row)
@@ -416,7 +418,8 @@ class FactoredMaskableDistribution(MaskableDistribution):
         self.row_logits: th.Tensor | None = None
         self.masks: th.Tensor | None = None
         self.row_log_probs: th.Tensor | None = None
-        self._rows: th.Tensor | None = None
+        # The rows of the actions last drawn or scored, with their column log-probabilities and masks
+        self._drawn: tuple[th.Tensor, th.Tensor, th.Tensor | None] | None = None
 
     def proba_distribution_net(self, latent_dim: int) -> RowColumnActionHead:  # type: ignore[override]
         """
@@ -433,7 +436,7 @@ class FactoredMaskableDistribution(MaskableDistribution):
         :param head: the row and column layers
         :param observations: the observations (``text`` and ``history``), for a head with left corners
         """
-        self.tokens, self.head, self.observations, self.masks, self._rows = tokens, head, observations, None, None
+        self.tokens, self.head, self.observations, self.masks, self._drawn = tokens, head, observations, None, None
         self.reading = head.read(observations)
         self.row_logits = head.row_logits(tokens, observations, self.reading)
         self.row_log_probs = th.log_softmax(self.row_logits, dim=-1)
@@ -459,7 +462,7 @@ class FactoredMaskableDistribution(MaskableDistribution):
             self.masks = allowed
             row_logits = row_logits.masked_fill(~allowed_rows, -math.inf)
         self.row_log_probs = th.log_softmax(row_logits, dim=-1)
-        self._rows = None
+        self._drawn = None
 
     def _column_log_probs(self, rows: th.Tensor) -> tuple[th.Tensor, th.Tensor | None]:
         """
@@ -477,41 +480,48 @@ class FactoredMaskableDistribution(MaskableDistribution):
             logits = logits.masked_fill(~masks, -math.inf)
         return th.log_softmax(logits, dim=-1), masks
 
+    def _drawn_columns(self, rows: th.Tensor) -> tuple[th.Tensor, th.Tensor | None]:
+        """
+        :meth:`_column_log_probs` of a row per batch item, kept for :meth:`entropy` and reused while the rows are those
+        of the last actions drawn or scored (a rollout scores the actions it has just sampled)
+        """
+        if self._drawn is None or not th.equal(self._drawn[0], rows):
+            self._drawn = (rows, *self._column_log_probs(rows))
+        return self._drawn[1], self._drawn[2]
+
     def log_prob(self, actions: th.Tensor) -> th.Tensor:
         assert self.row_log_probs is not None, "call proba_distribution() first"
         actions = actions.long().flatten()
         rows, columns = actions // self.n_columns, actions % self.n_columns
-        self._rows = rows
-        column_log_probs, _ = self._column_log_probs(rows)
+        column_log_probs, _ = self._drawn_columns(rows)
         row_log_prob = self.row_log_probs.gather(1, rows.unsqueeze(-1)).squeeze(-1)
         return row_log_prob + column_log_probs.gather(1, columns.unsqueeze(-1)).squeeze(-1)
 
     def entropy(self) -> th.Tensor:
         assert self.row_log_probs is not None, "call proba_distribution() first"
         row_entropy = _entropy(self.row_log_probs)
-        if self._rows is not None:
-            return row_entropy + _entropy(*self._column_log_probs(self._rows))
+        if self._drawn is not None:
+            return row_entropy + _entropy(*self._drawn[1:])
         every_row = th.arange(self.n_rows, device=self.row_log_probs.device).expand_as(self.row_log_probs)
         column_entropy = _entropy(*self._column_log_probs(every_row))
         return row_entropy + (self.row_log_probs.exp() * column_entropy).sum(dim=-1)
 
-    def _actions(self, rows: th.Tensor, columns: th.Tensor) -> th.Tensor:
-        self._rows = rows
-        return rows * self.n_columns + columns
-
     def sample(self) -> th.Tensor:
         assert self.row_log_probs is not None, "call proba_distribution() first"
         rows = Categorical(logits=self.row_log_probs).sample()
-        column_log_probs, _ = self._column_log_probs(rows)
-        return self._actions(rows, Categorical(logits=column_log_probs).sample())
+        column_log_probs, _ = self._drawn_columns(rows)
+        return rows * self.n_columns + Categorical(logits=column_log_probs).sample()
 
     def mode(self) -> th.Tensor:
         assert self.row_log_probs is not None, "call proba_distribution() first"
         every_row = th.arange(self.n_rows, device=self.row_log_probs.device).expand_as(self.row_log_probs)
-        column_log_probs, _ = self._column_log_probs(every_row)
+        column_log_probs, masks = self._column_log_probs(every_row)
         cells = self.row_log_probs.unsqueeze(-1) + column_log_probs
         best = cells.flatten(start_dim=1).argmax(dim=-1)
-        return self._actions(best // self.n_columns, best % self.n_columns)
+        rows = best // self.n_columns
+        batch = th.arange(rows.shape[0], device=rows.device)
+        self._drawn = (rows, column_log_probs[batch, rows], None if masks is None else masks[batch, rows])
+        return best
 
     def actions_from_params(  # type: ignore[override]
         self,

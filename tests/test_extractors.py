@@ -128,18 +128,33 @@ def test_padding_never_leaks(extractor_class: type, kwargs: dict, goal: bool) ->
 
 
 def test_goal_spans_tell_each_row_where_it_sits_in_the_goal() -> None:
-    # The root (0, 5, S) and an NP over tokens 3-4 (label 1), on a 5-token sentence in 7 rows
-    goal = th.as_tensor(encode_constituents([(0, 5, 0), (3, 5, 1)], N_ROWS, N_LABELS)).float().unsqueeze(0)
+    # The root (0, 5, S) and two overlapping NPs over tokens 2-3 and 3-4 (label 1), on a 5-token sentence in 7 rows
+    goal = th.as_tensor(encode_constituents([(0, 5, 0), (3, 5, 1), (2, 4, 1)], N_ROWS, N_LABELS)).float().unsqueeze(0)
     mask = th.tensor([[True] * 5 + [False] * 2])
-    pattern = TokenMLPExtractor(make_space(goal=True)).span_pattern
-    view = goal_spans(goal, mask, pattern).view(N_ROWS, N_LABELS, 3)  # (row, label, [inside, first, last])
+    view = goal_spans(goal, mask).view(N_ROWS, N_LABELS, 3)  # (row, label, [inside, first, last])
     assert view[:, 0].T.tolist() == [[1, 1, 1, 1, 1, 0, 0], [1, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 1, 0, 0]]
-    assert view[:, 1].T.tolist() == [[0, 0, 0, 1, 1, 0, 0], [0, 0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 1, 0, 0]]
+    assert view[:, 1].T.tolist() == [[0, 0, 1, 1, 1, 0, 0], [0, 0, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 0, 0]]
     assert not view[:, 2].any()
     # A bit that starts in a padding row is dropped, NaN included
     junk = goal.clone()
     junk[0, 5], junk[0, 6, 0] = 1.0, math.nan
-    assert th.equal(goal_spans(junk, mask, pattern), goal_spans(goal, mask, pattern))
+    assert th.equal(goal_spans(junk, mask), goal_spans(goal, mask))
+
+
+def test_goal_spans_mark_each_constituents_rows_once() -> None:
+    rng = np.random.default_rng(4)
+    goal = th.as_tensor(rng.random((6, N_ROWS, N_LABELS * N_ROWS)) < 0.2)
+    mask = th.as_tensor(rng.random((6, N_ROWS)) < 0.7)
+    expected = th.zeros(6, N_ROWS, N_LABELS, 3)
+    for item, start, label, length in zip(*goal.view(6, N_ROWS, N_LABELS, N_ROWS).nonzero(as_tuple=True), strict=True):
+        if mask[item, start]:
+            last = int(start + length)  # marked only inside the rows
+            expected[item, start : last + 1, label, 0] = 1.0
+            expected[item, start, label, 1] = 1.0
+            if last < N_ROWS:
+                expected[item, last, label, 2] = 1.0
+    assert th.equal(goal_spans(goal, mask), expected.flatten(start_dim=2))
+    assert th.equal(goal_spans(goal.float(), mask), expected.flatten(start_dim=2))
 
 
 def test_constituent_spans_set_the_row_width_and_refuse_other_layouts() -> None:
@@ -157,7 +172,9 @@ def test_constituent_spans_set_the_row_width_and_refuse_other_layouts() -> None:
 
 def test_wide_rows_are_embedded_as_a_sparse_product_with_the_dense_result() -> None:
     space = spaces.Dict(
-        text=spaces.Box(0, 1, shape=(N_ROWS, 300), dtype=np.uint8), history=spaces.Box(0, 1, (N_ROWS, 400), np.uint8)
+        text=spaces.Box(0, 1, shape=(N_ROWS, 300), dtype=np.uint8),
+        history=spaces.Box(0, 1, (N_ROWS, 400), np.uint8),
+        derived=spaces.Box(0, 1, (N_ROWS, N_LABELS * N_ROWS), np.uint8),  # read as goal_spans views
     )
     extractor = TokenTransformerExtractor(space, embed_dim=16, n_heads=2, ff_dim=32, pooling="tokens")
     assert extractor.token_dim >= SPARSE_ROWS_MIN_WIDTH

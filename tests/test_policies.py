@@ -127,6 +127,39 @@ def test_factored_entropy_estimates_columns_at_the_scored_rows() -> None:
     assert th.isfinite(tokens.grad).all()
 
 
+@pytest.mark.parametrize("draw", ["sample", "mode"])
+def test_factored_entropy_after_drawing_estimates_columns_at_the_drawn_rows(draw: str) -> None:
+    distribution, head, tokens = _factored(seed=3)
+    masks = th.tensor([[[1, 0, 1, 0], [0, 0, 0, 0], [0, 1, 1, 1]], [[0, 0, 0, 1], [1, 1, 1, 1], [0, 0, 0, 0]]]).bool()
+    distribution.apply_masking(masks.flatten(start_dim=1))
+    rows = getattr(distribution, draw)() // 4
+    row = th.log_softmax(head.row(tokens).squeeze(-1).masked_fill(~masks.any(dim=-1), -math.inf), dim=-1)
+    column = th.log_softmax(head.column(tokens[th.arange(2), rows]).masked_fill(~masks[th.arange(2), rows], -math.inf), -1)
+    expected = -(row.exp() * row.nan_to_num(neginf=0.0)).sum(-1) - (column.exp() * column.nan_to_num(neginf=0.0)).sum(-1)
+    assert th.allclose(distribution.entropy(), expected)
+
+
+def test_factored_log_prob_of_the_sampled_actions_reuses_their_column_scores(monkeypatch: pytest.MonkeyPatch) -> None:
+    distribution, head, tokens = _factored(seed=5)
+    masks = th.tensor([[[1, 0, 1, 0], [0, 0, 0, 0], [0, 1, 1, 1]], [[0, 0, 0, 1], [1, 1, 1, 1], [0, 0, 0, 0]]]).bool()
+    distribution.apply_masking(masks.flatten(start_dim=1))
+    scored = []
+    column_logits = head.column_logits
+
+    def counted_column_logits(tokens: th.Tensor, rows: th.Tensor, *args: object) -> th.Tensor:
+        scored.append(rows)
+        return column_logits(tokens, rows, *args)
+
+    monkeypatch.setattr(head, "column_logits", counted_column_logits)
+    actions = distribution.sample()
+    log_prob = distribution.log_prob(actions)
+    assert len(scored) == 1
+    assert th.allclose(log_prob, _flat_log_probs(head, tokens, masks).gather(1, actions.unsqueeze(-1)).squeeze(-1))
+    other = (actions + 4) % 12  # the next row (from row 0 or 2: another one), each item's rows scored anew
+    distribution.log_prob(other)
+    assert len(scored) == 2 and th.equal(scored[-1], other // 4)
+
+
 def test_factored_distribution_leaves_an_item_without_allowed_cells_unmasked() -> None:
     distribution, _, tokens = _factored()
     masks = th.zeros(2, 12, dtype=th.bool)
