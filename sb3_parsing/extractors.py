@@ -38,6 +38,7 @@ __all__ = [
     "TokenExtractor",
     "TokenMLPExtractor",
     "TokenTransformerExtractor",
+    "goal_span_entries",
     "goal_spans",
 ]
 
@@ -232,8 +233,8 @@ class TokenExtractor(BaseFeaturesExtractor):
         """
         n_rows = mask.shape[1]
         for key in self.keys:
-            values = None
-            if key in self.span_keys:
+            spans = key in self.span_keys
+            if spans:
                 width = 3 * (observations[key].shape[-1] // n_rows)
                 items, rows, columns = goal_span_entries(observations[key], mask)
             else:
@@ -241,9 +242,7 @@ class TokenExtractor(BaseFeaturesExtractor):
                 items, rows, columns = set_entries(observations[key])
             real = mask[items, rows].nonzero().squeeze(-1)
             items, rows, columns = items[real], rows[real], columns[real]
-            if key not in self.span_keys:
-                values = observations[key][items, rows, columns]
-            yield width, items, rows, columns, values
+            yield width, items, rows, columns, None if spans else observations[key][items, rows, columns]
 
     def _sparse_embed_rows(self, observations: TensorDict, linear: nn.Linear) -> tuple[th.Tensor, th.Tensor]:
         """
