@@ -39,23 +39,6 @@ COLUMN_MODES = ("rules", "labels")
 N_FEATURES = 3
 
 
-class SentenceReading(NamedTuple):
-    """
-    What ``fits`` reads off a batch of observations, read once per batch: the tokens, and the derived constituents
-    sorted by (batch item, start).
-
-    :param tokens: the alphabet index of each token ``(batch, obs_len)``, -1 past the sentence
-    :param span_keys: ``item * obs_len + start`` of each constituent, sorted
-    :param span_symbols: the alphabet index of each constituent's label
-    :param span_lengths: the tokens each constituent covers
-    """
-
-    tokens: th.Tensor
-    span_keys: th.Tensor
-    span_symbols: th.Tensor
-    span_lengths: th.Tensor
-
-
 class FittingCells(NamedTuple):
     """
     Cells whose whole pattern fits (:meth:`LeftCornerFeatures.fits`), one entry per constituent a cell would derive
@@ -79,6 +62,26 @@ class FittingCells(NamedTuple):
         matrix = th.zeros(n_rows, n_columns, device=self.rows.device)
         matrix[self.rows, self.columns] = 1.0
         return matrix
+
+
+class SentenceReading(NamedTuple):
+    """
+    What ``fits`` reads off a batch of observations, read once per batch: the tokens, the derived constituents sorted
+    by (batch item, start), and the cells of every real row whose pattern fits.
+
+    :param tokens: the alphabet index of each token ``(batch, obs_len)``, -1 past the sentence
+    :param span_keys: ``item * obs_len + start`` of each constituent, sorted
+    :param span_symbols: the alphabet index of each constituent's label
+    :param span_lengths: the tokens each constituent covers
+    :param fitting: the fitting cells of every real row, ``rows`` indexing the flattened ``(batch * obs_len)`` rows,
+        sorted by row
+    """
+
+    tokens: th.Tensor
+    span_keys: th.Tensor
+    span_symbols: th.Tensor
+    span_lengths: th.Tensor
+    fitting: FittingCells
 
 
 class LeftCornerFeatures(nn.Module):
@@ -178,14 +181,20 @@ class LeftCornerFeatures(nn.Module):
         """
         :param text: the text matrices ``(batch, obs_len, alphabet_size)``
         :param derived: the ``derived`` key ``(batch, obs_len, n_labels * obs_len)``
-        :return: what :meth:`fits` reads of them
+        :return: what :meth:`fits` reads of them, with the fitting cells of every real row (the rules' prefix tree followed
+            from each, :meth:`fitting_cells`)
         """
         batch, obs_len = text.shape[:2]
         word_items, word_rows, words = set_entries(text)  # one word per real row
         tokens = th.full((batch, obs_len), -1, dtype=th.long, device=text.device)
         tokens[word_items, word_rows] = words
         items, starts, labels, lengths = set_entries(derived.reshape(batch, obs_len, self.n_labels, obs_len))
-        return SentenceReading(tokens, items * obs_len + starts, self.symbol_of_label[labels], lengths + 1)
+        spans = (items * obs_len + starts, self.symbol_of_label[labels], lengths + 1)
+        real_rows = tokens.reshape(-1).ge(0).nonzero().squeeze(-1)
+        found = self._walk(tokens, *spans, real_rows // obs_len, real_rows % obs_len)
+        by_row = th.argsort(found.rows, stable=True)  # each row's cells stay in the order found
+        fitting = FittingCells(real_rows[found.rows[by_row]], found.columns[by_row], found.ends[by_row])
+        return SentenceReading(tokens, *spans, fitting)
 
     def fits(self, reading: SentenceReading, samples: th.Tensor, rows: th.Tensor) -> th.Tensor:
         """
@@ -207,13 +216,9 @@ class LeftCornerFeatures(nn.Module):
         :param history: their history matrices ``(batch, obs_len, n_columns)``, or those rows flattened
         :return: the cells, ``rows`` indexing the flattened ``(batch * obs_len)`` rows
         """
-        obs_len = reading.tokens.shape[1]
-        real_rows = reading.tokens.reshape(-1).ge(0).nonzero().squeeze(-1)
-        samples, rows = th.div(real_rows, obs_len, rounding_mode="floor"), real_rows % obs_len
-        scored, columns, ends = self.fitting_cells(reading, samples, rows)
-        flat_rows = real_rows[scored]
-        unset = history.reshape(-1, self.n_columns)[flat_rows, columns].eq(0)
-        return FittingCells(flat_rows[unset], columns[unset], ends[unset])
+        rows, columns, ends = reading.fitting
+        unset = history.reshape(-1, self.n_columns)[rows, columns].eq(0)
+        return FittingCells(rows[unset], columns[unset], ends[unset])
 
     def marks_unset_cells(
         self,
@@ -271,16 +276,38 @@ class LeftCornerFeatures(nn.Module):
 
     def fitting_cells(self, reading: SentenceReading, samples: th.Tensor, rows: th.Tensor) -> FittingCells:
         """
-        The cells of some rows whose pattern fits (:meth:`fits`), with where the constituent each would derive ends:
-        the prefix tree of the rules' patterns followed from each scored row, one symbol at a time, over the tokens
-        and the derived constituents (a state is (scored row, tree node, next position)).
+        The cells of some rows whose pattern fits (:meth:`fits`), with where the constituent each would derive ends: the
+        reading's cells of those rows.
 
         :param reading: the observations, :meth:`read`
         :param samples: the batch item of each row to score ``(n,)``
         :param rows: the rows to score ``(n,)``
         :return: the cells, their ``rows`` indexing into ``rows``
         """
-        tokens, span_keys, span_symbols, span_lengths = reading
+        scored, cells = _matches(reading.fitting.rows, samples * reading.tokens.shape[1] + rows)
+        return FittingCells(scored, reading.fitting.columns[cells], reading.fitting.ends[cells])
+
+    def _walk(
+        self,
+        tokens: th.Tensor,
+        span_keys: th.Tensor,
+        span_symbols: th.Tensor,
+        span_lengths: th.Tensor,
+        samples: th.Tensor,
+        rows: th.Tensor,
+    ) -> FittingCells:
+        """
+        The fitting cells of some rows: the prefix tree of the rules' patterns followed from each, one symbol at a time,
+        over the tokens and the derived constituents (a state is (scored row, tree node, next position)).
+
+        :param tokens: :class:`SentenceReading`'s
+        :param span_keys: :class:`SentenceReading`'s
+        :param span_symbols: :class:`SentenceReading`'s
+        :param span_lengths: :class:`SentenceReading`'s
+        :param samples: the batch item of each row to score ``(n,)``
+        :param rows: the rows to score ``(n,)``
+        :return: the cells, their ``rows`` indexing into ``rows``
+        """
         obs_len = tokens.shape[1]
         state_rows = th.arange(rows.shape[0], device=rows.device)
         state_nodes = th.zeros_like(state_rows)  # the root

@@ -664,6 +664,16 @@ class BitMaskDictRolloutBuffer(MaskableDictRolloutBuffer):
             self.action_masks[self.pos] = np.packbits(allowed, axis=-1)
         DictRolloutBuffer.add(self, *args, **kwargs)
 
+    def to_torch(self, array: np.ndarray, copy: bool = False) -> th.Tensor:
+        """
+        As SB3's, without copying by default: every array a minibatch is made of is already its own copy, indexed out
+        of the rollout (copying a v1 minibatch's observations again took ~7% of an update).
+
+        :param array: a numpy array
+        :param copy: copy it even so
+        """
+        return super().to_torch(array, copy=copy)
+
     def _get_samples(  # type: ignore[override]
         self, batch_inds: np.ndarray, env: VecNormalize | None = None
     ) -> MaskableDictRolloutBufferSamples:

@@ -266,6 +266,45 @@ def test_fits_marks_the_cells_whose_whole_pattern_follows_from_the_row(env_id: s
     assert n_fitting > 100
 
 
+def test_the_fitting_cells_of_any_rows_are_the_readings_of_every_row() -> None:
+    env = gym.make("LinguisticParse-v0", observe_derived=True)
+    features = LeftCornerFeatures(env.unwrapped.ruleset)
+    observations = [_expert_steps(env, n_steps) for n_steps in (3, 6)]
+    text, derived = (th.as_tensor(np.stack([obs[key] for obs in observations])) for key in ("text", "derived"))
+    reading = features.read(text, derived)
+    n_real = int(text[1].any(dim=-1).sum())
+    samples, rows = th.tensor([1, 0, 1, 1, 0]), th.tensor([0, 2, n_real, 0, 1])  # a repeat and a padding row
+    cells = features.fitting_cells(reading, samples, rows)
+    expected = {
+        (index, column, end)
+        for index, (sample, row) in enumerate(zip(samples.tolist(), rows.tolist(), strict=True))
+        for found_row, column, end in _fitting_by_search(env.unwrapped.ruleset, "rules", observations[sample])
+        if found_row == row
+    }
+    found = list(zip(cells.rows.tolist(), cells.columns.tolist(), cells.ends.tolist(), strict=True))
+    assert len(found) == len(set(found)) and set(found) == expected
+    assert {index for index, *_ in expected} == {0, 1, 3, 4}, "every real row has its word's rule, the padding row none"
+
+
+def test_a_policy_step_follows_the_prefix_tree_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = gym.make("LinguisticParse-v0", observe_derived=True)
+    model = MaskablePPO(FactoredMaskableTokenPolicy, env, n_steps=32, policy_kwargs=dict(grammar="english", span_ends=True))
+    walks = []
+    walk = LeftCornerFeatures._walk
+
+    def counted_walk(self: LeftCornerFeatures, *args: th.Tensor) -> object:
+        walks.append(args[-1].numel())
+        return walk(self, *args)
+
+    monkeypatch.setattr(LeftCornerFeatures, "_walk", counted_walk)
+    obs = model.policy.obs_to_tensor(_expert_steps(env, 4))[0]
+    masks = th.as_tensor(env.unwrapped.action_masks()).unsqueeze(0)
+    with th.no_grad():
+        actions, _, _ = model.policy(obs, action_masks=masks)  # a rollout's: rows, then the drawn row's columns
+        model.policy.evaluate_actions(obs, actions, action_masks=masks)  # an update's: rows, columns, entropy
+    assert walks == [int(obs["text"].any(dim=-1).sum())] * 2, "once per batch, from every real row"
+
+
 def test_policy_refuses_another_grammar_than_the_envs_with_how_to_fix() -> None:
     env = gym.make("LinguisticParse-v0")
     with pytest.raises(ValueError, match="give the policy the env's grammar"):

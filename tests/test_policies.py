@@ -351,6 +351,20 @@ def test_bit_mask_buffer_gives_back_the_masks_of_each_sample() -> None:
     assert seen == n_steps * n_envs
 
 
+def test_bit_mask_buffer_minibatches_are_their_own_copies() -> None:
+    # The buffer hands out its arrays without copying them again: writing into a minibatch must not reach the rollout
+    buffer = BitMaskDictRolloutBuffer(2, _rollout_space(2, 5), spaces.Discrete(10), device="cpu", n_envs=2)
+    for _ in range(2):
+        obs = {"text": np.ones((2, 2, 3), np.uint8), "history": np.zeros((2, 2, 5), np.uint8)}
+        buffer.add(obs, np.zeros(2), np.ones(2), np.zeros(2), th.zeros(2), th.zeros(2), action_masks=np.ones((2, 10)))
+    buffer.compute_returns_and_advantage(last_values=th.zeros(2), dones=np.zeros(2))
+    for batch in buffer.get():
+        for tensor in (*batch.observations.values(), batch.actions, batch.returns, batch.advantages, batch.action_masks):
+            tensor.zero_()
+    for batch in buffer.get():
+        assert batch.observations["text"].all() and batch.action_masks.all() and batch.returns.ne(0).all()
+
+
 def test_bit_mask_buffer_allows_everything_until_told_otherwise() -> None:
     buffer = BitMaskDictRolloutBuffer(2, _rollout_space(2, 5), spaces.Discrete(10), device="cpu")
     for _ in range(2):
