@@ -29,7 +29,7 @@ from stable_baselines3.common.type_aliases import TensorDict
 from torch import nn
 from torch.nn import functional as F
 
-from sb3_parsing.sparse import any_set, set_entries
+from sb3_parsing.sparse import any_set, observed_entries, set_entries
 
 __all__ = [
     "CONSTITUENT_KEYS",
@@ -93,18 +93,23 @@ def _token_layout(observation_space: gym.Space) -> tuple[list[str], int, int]:
     return keys, n_rows, token_dim
 
 
-def goal_span_entries(goal: th.Tensor, mask: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+def goal_span_entries(
+    goal: th.Tensor, mask: th.Tensor, constituents: tuple[th.Tensor, ...] | None = None
+) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
     """
     The set entries of :func:`goal_spans` ``(goal, mask)``, in the order ``nonzero`` gives them, found from the goal's
     few constituents without building the views.
 
     :param goal: (batch, L, n_labels * L) goal rows
     :param mask: (batch, L) real rows; constituents that start in other rows (padding, junk, NaN) are dropped
+    :param constituents: the goal's set entries read as (batch, L, n_labels, L), if found already
     :return: the batch items, rows and features (``3 * label`` + 0 inside, 1 first, 2 last) of the set entries
     """
     batch, n_rows, width = goal.shape
     n_labels = width // n_rows
-    items, starts, labels, lengths = set_entries(goal.view(batch, n_rows, n_labels, n_rows))
+    if constituents is None:
+        constituents = set_entries(goal.view(batch, n_rows, n_labels, n_rows))
+    items, starts, labels, lengths = constituents
     real = mask[items, starts]
     items, starts, labels, lengths = items[real], starts[real], labels[real], lengths[real]
     lasts = starts + lengths  # the length is stored minus 1; a last row past the L rows is not marked
@@ -122,7 +127,7 @@ def goal_span_entries(goal: th.Tensor, mask: th.Tensor) -> tuple[th.Tensor, th.T
     return items, rows, features
 
 
-def goal_spans(goal: th.Tensor, mask: th.Tensor) -> th.Tensor:
+def goal_spans(goal: th.Tensor, mask: th.Tensor, constituents: tuple[th.Tensor, ...] | None = None) -> th.Tensor:
     """
     A goal in the layout of :func:`~sb3_parsing.wrappers.encode_constituents` (row ``m``: the constituents that start
     at ``m``, one bit per (label, length)) seen from every row: ``view[m, label]`` holds whether row ``m`` is inside,
@@ -132,11 +137,12 @@ def goal_spans(goal: th.Tensor, mask: th.Tensor) -> th.Tensor:
 
     :param goal: (batch, L, n_labels * L) goal rows
     :param mask: (batch, L) real rows; bits in other rows (padding, junk, NaN) are dropped
+    :param constituents: the goal's set entries read as (batch, L, n_labels, L), if found already
     :return: (batch, L, n_labels * 3), each value 0 or 1 (float32)
     """
     batch, n_rows, width = goal.shape
     views = th.zeros((batch, n_rows, 3 * (width // n_rows)), device=goal.device)
-    views[goal_span_entries(goal, mask)] = 1.0
+    views[goal_span_entries(goal, mask, constituents)] = 1.0
     return views
 
 
@@ -194,8 +200,13 @@ class TokenExtractor(BaseFeaturesExtractor):
         """Each key's rows as the network reads them: constituent keys as span views with ``goal_spans``."""
         rows = {key: observations[key] for key in self.keys}
         for key in self.span_keys:
-            rows[key] = goal_spans(rows[key], mask)
+            rows[key] = goal_spans(rows[key], mask, self._constituents(observations, key))
         return rows
+
+    def _constituents(self, observations: TensorDict, key: str) -> tuple[th.Tensor, ...]:
+        """The set entries of a constituent key read as (batch, L, n_labels, L), found once per batch"""
+        batch, n_rows, width = observations[key].shape
+        return observed_entries(observations, key, (batch, n_rows, width // n_rows, n_rows))
 
     def _tokens(self, observations: TensorDict) -> tuple[th.Tensor, th.Tensor]:
         """
@@ -236,10 +247,10 @@ class TokenExtractor(BaseFeaturesExtractor):
             spans = key in self.span_keys
             if spans:
                 width = 3 * (observations[key].shape[-1] // n_rows)
-                items, rows, columns = goal_span_entries(observations[key], mask)
+                items, rows, columns = goal_span_entries(observations[key], mask, self._constituents(observations, key))
             else:
                 width = observations[key].shape[-1]
-                items, rows, columns = set_entries(observations[key])
+                items, rows, columns = observed_entries(observations, key)
             real = mask[items, rows].nonzero().squeeze(-1)
             items, rows, columns = items[real], rows[real], columns[real]
             yield width, items, rows, columns, None if spans else observations[key][items, rows, columns]

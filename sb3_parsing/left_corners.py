@@ -20,13 +20,14 @@ to find (``mask_mode="oracle"`` is the env's option that gives the chart away).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch as th
 from torch import nn
 
 from sb3_parsing.grammar import RuleSet, Symbol
-from sb3_parsing.sparse import set_entries
+from sb3_parsing.sparse import expand_ranges, matching_pairs, observed_entries, set_entries
 
 __all__ = ["LEFT_CORNER_KEYS", "N_FEATURES", "FittingCells", "LeftCornerFeatures", "SentenceReading"]
 
@@ -177,18 +178,19 @@ class LeftCornerFeatures(nn.Module):
             corner = th.sparse.mm(self.derived_corners, starts.T).T
         return th.stack([word, corner.clamp(max=1.0)], dim=-2).view(*leading, 2, self.n_columns)
 
-    def read(self, text: th.Tensor, derived: th.Tensor) -> SentenceReading:
+    def read(self, observations: Mapping[str, th.Tensor]) -> SentenceReading:
         """
-        :param text: the text matrices ``(batch, obs_len, alphabet_size)``
-        :param derived: the ``derived`` key ``(batch, obs_len, n_labels * obs_len)``
+        :param observations: a batch with the ``text`` matrices ``(batch, obs_len, alphabet_size)`` and the ``derived``
+            key ``(batch, obs_len, n_labels * obs_len)`` (:func:`~sb3_parsing.sparse.observed_entries` finds their
+            entries)
         :return: what :meth:`fits` reads of them, with the fitting cells of every real row (the rules' prefix tree followed
             from each, :meth:`fitting_cells`)
         """
-        batch, obs_len = text.shape[:2]
-        word_items, word_rows, words = set_entries(text)  # one word per real row
-        tokens = th.full((batch, obs_len), -1, dtype=th.long, device=text.device)
+        batch, obs_len = observations["text"].shape[:2]
+        word_items, word_rows, words = observed_entries(observations, "text")  # one word per real row
+        tokens = th.full((batch, obs_len), -1, dtype=th.long, device=observations["text"].device)
         tokens[word_items, word_rows] = words
-        items, starts, labels, lengths = set_entries(derived.reshape(batch, obs_len, self.n_labels, obs_len))
+        items, starts, labels, lengths = observed_entries(observations, "derived", (batch, obs_len, self.n_labels, obs_len))
         spans = (items * obs_len + starts, self.symbol_of_label[labels], lengths + 1)
         real_rows = tokens.reshape(-1).ge(0).nonzero().squeeze(-1)
         found = self._walk(tokens, *spans, real_rows // obs_len, real_rows % obs_len)
@@ -249,7 +251,8 @@ class LeftCornerFeatures(nn.Module):
             corner_symbols = self.symbol_of_label[self.column_label[columns]]
         else:  # the tokens, the labels derived from the row, and the cells whose pattern follows from it
             if reading is None:
-                reading = self.read(text.reshape(-1, obs_len, self.alphabet_size), derived.reshape(-1, *derived.shape[-2:]))
+                batch = text.reshape(-1, obs_len, self.alphabet_size), derived.reshape(-1, *derived.shape[-2:])
+                reading = self.read(dict(zip(("text", "derived"), batch, strict=True)))
             tokens = reading.tokens.reshape(-1)
             word_rows = tokens.ge(0).nonzero().squeeze(-1)
             words = tokens[word_rows]
@@ -284,7 +287,7 @@ class LeftCornerFeatures(nn.Module):
         :param rows: the rows to score ``(n,)``
         :return: the cells, their ``rows`` indexing into ``rows``
         """
-        scored, cells = _matches(reading.fitting.rows, samples * reading.tokens.shape[1] + rows)
+        scored, cells = matching_pairs(reading.fitting.rows, samples * reading.tokens.shape[1] + rows)
         return FittingCells(scored, reading.fitting.columns[cells], reading.fitting.ends[cells])
 
     def _walk(
@@ -318,7 +321,7 @@ class LeftCornerFeatures(nn.Module):
             inside = state_positions < obs_len
             # Moves over the next token (length 1), then over each constituent derived from the next position
             token_states = (inside & tokens.reshape(-1)[at].ge(0)).nonzero().squeeze(-1)
-            span_states, span_index = _matches(span_keys, at.masked_fill(~inside, -1))
+            span_states, span_index = matching_pairs(span_keys, at.masked_fill(~inside, -1))
             move_states = th.cat([token_states, span_states])
             move_symbols = th.cat([tokens.reshape(-1)[at[token_states]], span_symbols[span_index]])
             move_lengths = th.cat([th.ones_like(token_states), span_lengths[span_index]])
@@ -362,23 +365,9 @@ def _prefix_tree(
     return th.tensor([key for key, _ in edges]), th.tensor([child for _, child in edges]), offsets, columns
 
 
-def _matches(sorted_keys: th.Tensor, queries: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-    """Every (query index, index into ``sorted_keys``) pair with equal keys."""
-    first = th.searchsorted(sorted_keys, queries)
-    counts = th.searchsorted(sorted_keys, queries, right=True) - first
-    return _expand(first, counts)
-
-
 def _ranges(offsets: th.Tensor, items: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
     """Every (index into ``items``, position) pair with the position in ``offsets[item]:offsets[item + 1]``."""
-    return _expand(offsets[items], offsets[items + 1] - offsets[items])
-
-
-def _expand(first: th.Tensor, counts: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-    """The pairs (i, first[i] + j) for j < counts[i]."""
-    owners = th.repeat_interleave(th.arange(first.numel(), device=first.device), counts)
-    steps = th.arange(owners.numel(), device=first.device) - th.repeat_interleave(counts.cumsum(0) - counts, counts)
-    return owners, first[owners] + steps
+    return expand_ranges(offsets[items], offsets[items + 1] - offsets[items])
 
 
 def _lookup(sorted_keys: th.Tensor, values: th.Tensor, queries: th.Tensor) -> tuple[th.Tensor, th.Tensor]:

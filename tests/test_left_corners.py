@@ -10,7 +10,8 @@ from sb3_contrib import MaskablePPO
 import sb3_parsing  # noqa: F401  (registers the env ids)
 from sb3_parsing.grammar import RuleSet
 from sb3_parsing.left_corners import LeftCornerFeatures
-from sb3_parsing.policies import FactoredMaskableTokenPolicy
+from sb3_parsing import sparse
+from sb3_parsing.policies import BitMaskDictRolloutBuffer, FactoredMaskableTokenPolicy
 from sb3_parsing.wrappers import encode_constituents
 
 GRAMMAR = RuleSet.from_text(
@@ -102,7 +103,7 @@ def test_rows_are_marked_where_a_feature_marks_an_unset_cell(columns: str, obser
     cell_features = [features(*rows)]
     if observe_derived:
         every_row = (th.arange(batch).repeat_interleave(obs_len), th.arange(obs_len).repeat(batch))
-        fits = features.fits(features.read(rows[0], rows[2]), *every_row).view(batch, obs_len, 1, -1)
+        fits = features.fits(features.read({"text": rows[0], "derived": rows[2]}), *every_row).view(batch, obs_len, 1, -1)
         cell_features.append(fits * rows[0].any(dim=-1).view(batch, obs_len, 1, 1))  # a padding row has no work
     else:
         cell_features.append(th.zeros_like(cell_features[0][..., :1, :]))
@@ -148,7 +149,7 @@ def _cell_features(features: LeftCornerFeatures, obs: dict[str, np.ndarray]) -> 
     obs_len = rows[0].shape[0]
     if "derived" not in obs:
         return th.cat([features(*rows), th.zeros(obs_len, 1, features.n_columns)], dim=-2)
-    reading = features.read(rows[0].unsqueeze(0), rows[2].unsqueeze(0))
+    reading = features.read({"text": rows[0].unsqueeze(0), "derived": rows[2].unsqueeze(0)})
     fits = features.fits(reading, th.zeros(obs_len, dtype=th.long), th.arange(obs_len))
     return th.cat([features(*rows), fits.unsqueeze(-2)], dim=-2)
 
@@ -250,7 +251,7 @@ def test_fits_marks_the_cells_whose_whole_pattern_follows_from_the_row(env_id: s
         for _ in range(30):  # expert and random cells: constituents that lead to a parse and dead ends
             obs_len = obs["text"].shape[0]
             every_row = (th.zeros(obs_len, dtype=th.long), th.arange(obs_len))
-            reading = features.read(th.as_tensor(obs["text"])[None], th.as_tensor(obs["derived"])[None])
+            reading = features.read({key: th.as_tensor(obs[key])[None] for key in ("text", "derived")})
             fits = features.fits(reading, *every_row)
             expected = _fits_by_search(env.unwrapped.ruleset, columns, obs)
             assert np.array_equal(fits.numpy(), expected)
@@ -270,9 +271,9 @@ def test_the_fitting_cells_of_any_rows_are_the_readings_of_every_row() -> None:
     env = gym.make("LinguisticParse-v0", observe_derived=True)
     features = LeftCornerFeatures(env.unwrapped.ruleset)
     observations = [_expert_steps(env, n_steps) for n_steps in (3, 6)]
-    text, derived = (th.as_tensor(np.stack([obs[key] for obs in observations])) for key in ("text", "derived"))
-    reading = features.read(text, derived)
-    n_real = int(text[1].any(dim=-1).sum())
+    batch = {key: th.as_tensor(np.stack([obs[key] for obs in observations])) for key in ("text", "derived")}
+    reading = features.read(batch)
+    n_real = int(batch["text"][1].any(dim=-1).sum())
     samples, rows = th.tensor([1, 0, 1, 1, 0]), th.tensor([0, 2, n_real, 0, 1])  # a repeat and a padding row
     cells = features.fitting_cells(reading, samples, rows)
     expected = {
@@ -303,6 +304,32 @@ def test_a_policy_step_follows_the_prefix_tree_once(monkeypatch: pytest.MonkeyPa
         actions, _, _ = model.policy(obs, action_masks=masks)  # a rollout's: rows, then the drawn row's columns
         model.policy.evaluate_actions(obs, actions, action_masks=masks)  # an update's: rows, columns, entropy
     assert walks == [int(obs["text"].any(dim=-1).sum())] * 2, "once per batch, from every real row"
+
+
+def test_a_policy_scans_each_matrix_of_a_batch_once_and_an_update_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = gym.make("LinguisticParse-v0", observe_derived=True)
+    policy_kwargs = dict(grammar="english", span_ends=True, **SMALL_NETWORK)
+    model = MaskablePPO(
+        FactoredMaskableTokenPolicy,
+        env,
+        n_steps=16,
+        batch_size=8,
+        rollout_buffer_class=BitMaskDictRolloutBuffer,
+        policy_kwargs=policy_kwargs,
+    )
+    model.learn(16)
+    scans = []
+    flat_set_entries = sparse.flat_set_entries
+    monkeypatch.setattr(sparse, "flat_set_entries", lambda matrix: scans.append(matrix.shape) or flat_set_entries(matrix))
+    obs = model.policy.obs_to_tensor(_expert_steps(env, 4))[0]
+    with th.no_grad():
+        model.policy(obs, action_masks=th.as_tensor(env.unwrapped.action_masks()).unsqueeze(0))
+    shapes = {key: matrix.shape for key, matrix in obs.items()}
+    assert sorted(scans) == sorted([shapes["text"], shapes["derived"]]), "once each, by the extractor and the head"
+    scans.clear()
+    batch = next(model.rollout_buffer.get(batch_size=8))
+    model.policy.evaluate_actions(batch.observations, batch.actions.long().flatten(), action_masks=batch.action_masks)
+    assert scans == [], "the rollout buffer found the minibatch's entries"
 
 
 def test_policy_refuses_another_grammar_than_the_envs_with_how_to_fix() -> None:

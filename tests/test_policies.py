@@ -338,6 +338,7 @@ def test_bit_mask_buffer_gives_back_the_masks_of_each_sample() -> None:
     for step in range(n_steps):
         obs = {key: np.full((n_envs, *box.shape), 0, np.uint8) for key, box in space.spaces.items()}
         obs["text"][:, 0, 0] = step  # which step a sample comes from, read back below
+        obs["history"] = (rng.random((n_envs, *space["history"].shape)) < 0.2).astype(np.uint8)
         actions = np.arange(n_envs)  # which env
         zeros = th.zeros(n_envs)
         buffer.add(obs, actions, np.zeros(n_envs), np.zeros(n_envs), zeros, zeros, action_masks=masks[step])
@@ -345,6 +346,8 @@ def test_bit_mask_buffer_gives_back_the_masks_of_each_sample() -> None:
     seen = 0
     for batch in buffer.get(batch_size=5):
         assert batch.action_masks.dtype == th.bool and batch.action_masks.shape[1] == n_actions
+        for key, matrix in batch.observations.items():  # found once for the rollout, as the minibatch's own
+            assert th.equal(batch.observations.found[key], matrix.flatten().nonzero().squeeze(-1))
         for obs_text, env_index, mask in zip(batch.observations["text"], batch.actions, batch.action_masks, strict=True):
             assert np.array_equal(mask.numpy(), masks[int(obs_text[0, 0]), int(env_index)])
             seen += 1

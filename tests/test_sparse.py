@@ -3,7 +3,8 @@ import torch as th
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sb3_parsing.sparse import any_set, set_entries
+from sb3_parsing import sparse
+from sb3_parsing.sparse import ScannedObservations, any_set, matching_pairs, observed_entries, set_entries
 
 DTYPES = [th.uint8, th.bool, th.float32, th.int64]
 
@@ -50,3 +51,24 @@ def test_any_set_is_any_as_bool(dtype: th.dtype) -> None:
         found = any_set(matrix, dim=dim)
         assert found.dtype == th.bool
         assert th.equal(found, matrix.any(dim=dim).bool())
+
+
+def test_scanned_observations_find_each_matrix_once_whatever_shape_it_is_read_as(monkeypatch: pytest.MonkeyPatch) -> None:
+    generator = th.Generator().manual_seed(1)
+    batch = {"text": (th.rand(3, 4, 10, generator=generator) < 0.2).byte(), "other": th.rand(3, 5, generator=generator)}
+    scans = []
+    flat_set_entries = sparse.flat_set_entries
+    monkeypatch.setattr(sparse, "flat_set_entries", lambda matrix: scans.append(matrix) or flat_set_entries(matrix))
+    scanned = ScannedObservations(batch)
+    for shape in (None, (3, 4, 5, 2), (12, 10)):
+        expected = (batch["text"] if shape is None else batch["text"].reshape(shape)).nonzero(as_tuple=True)
+        for found in (observed_entries(scanned, "text", shape), observed_entries(batch, "text", shape)):
+            assert all(th.equal(got, want) for got, want in zip(found, expected, strict=True))
+    assert len(scans) == 1 + 3, "once for the scanned batch, every time for a plain dict"
+    given = ScannedObservations(batch, found={"other": th.tensor([2, 7])})
+    assert [index.tolist() for index in given.set_entries("other")] == [[0, 1], [2, 2]], "entries given are trusted"
+
+
+def test_matching_pairs_pair_every_query_with_each_equal_key() -> None:
+    queries, at = matching_pairs(th.tensor([1, 3, 3, 3, 8]), th.tensor([3, 0, 8, 3]))
+    assert list(zip(queries.tolist(), at.tolist(), strict=True)) == [(0, 1), (0, 2), (0, 3), (2, 4), (3, 1), (3, 2), (3, 3)]
