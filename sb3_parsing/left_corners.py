@@ -251,8 +251,8 @@ class LeftCornerFeatures(nn.Module):
             corner_symbols = self.symbol_of_label[self.column_label[columns]]
         else:  # the tokens, the labels derived from the row, and the cells whose pattern follows from it
             if reading is None:
-                batch = text.reshape(-1, obs_len, self.alphabet_size), derived.reshape(-1, *derived.shape[-2:])
-                reading = self.read(dict(zip(("text", "derived"), batch, strict=True)))
+                texts = text.reshape(-1, obs_len, self.alphabet_size)
+                reading = self.read({"text": texts, "derived": derived.reshape(-1, *derived.shape[-2:])})
             tokens = reading.tokens.reshape(-1)
             word_rows = tokens.ge(0).nonzero().squeeze(-1)
             words = tokens[word_rows]
