@@ -2,7 +2,7 @@
 What a MaskablePPO update costs with many cells: the flat token policy (``MaskableTokenPolicy``, a softmax over every
 cell) against the factored one (``FactoredMaskableTokenPolicy``, a row then a column, with the grammar's left corners),
 on the ``ppo_mask.yml`` settings of each env id (8 envs, ``n_steps`` 128, ``batch_size`` 256, bit masks), torch on one
-thread unless ``--num-threads`` says otherwise.
+thread unless ``--num-threads`` says otherwise; ``--hyperparams n_epochs=3 batch_size=512`` times other PPO settings.
 
 For each env id and policy: env steps per second over ``--steps`` steps after a warm-up rollout, split into rollout
 (env steps, masks, forward passes) and update (the PPO epochs). Then, on one minibatch of v1's shape, the
@@ -77,14 +77,16 @@ def zoo_settings(env_id: str) -> tuple[int, dict[str, Any], dict[str, Any]]:
     return entry.get("n_envs", 1), entry.get("env_kwargs", {}), kwargs
 
 
-def time_training(env_id: str, policy: str, steps: int) -> dict[str, Any]:
+def time_training(env_id: str, policy: str, steps: int, hyperparams: dict[str, Any] | None = None) -> dict[str, Any]:
     """
     :param env_id: env id with a ``ppo_mask.yml`` entry
     :param policy: a key of :data:`POLICIES`
     :param steps: env steps to time, after one warm-up rollout
+    :param hyperparams: MaskablePPO arguments that replace the entry's
     :return: the row of the table
     """
     n_envs, env_kwargs, kwargs = zoo_settings(env_id)
+    kwargs.update(hyperparams or {})
     # The left corners read the env's grammar (as sb3_parsing.zoo gives it); the flat policy has none
     grammar = env_grammar(env_id, env_kwargs) if policy == "factored" else {}
     kwargs["policy_kwargs"] = {**{k: v for k, v in kwargs["policy_kwargs"].items() if k != "grammar"}, **grammar}
@@ -101,6 +103,7 @@ def time_training(env_id: str, policy: str, steps: int) -> dict[str, Any]:
     return {
         "env_id": env_id,
         "policy": policy,
+        "hyperparams": hyperparams or {},
         "n_actions": int(env.action_space.n),
         "steps": done,
         "steps_per_second": done / seconds,
@@ -200,10 +203,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4096, help="env steps timed per env id and policy")
     parser.add_argument("--output", type=Path, help="write the results to this JSON file")
     parser.add_argument("--num-threads", type=int, default=1, help="torch threads (rl_zoo3's --num-threads)")
+    parser.add_argument(
+        "--hyperparams", nargs="*", default=[], metavar="KEY=VALUE", help="MaskablePPO arguments instead of the entry's"
+    )
     args = parser.parse_args()
     th.set_num_threads(args.num_threads)
+    hyperparams = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.hyperparams)}
 
-    training = [time_training(env_id, policy, args.steps) for env_id in args.env_ids for policy in args.policies]
+    training = [time_training(env_id, policy, args.steps, hyperparams) for env_id in args.env_ids for policy in args.policies]
     print(f"{'env id':<22} {'policy':<9} {'actions':>8} {'steps/s':>8} {'rollout':>8} {'update s / 1k steps':>20}")
     for row in training:
         print(

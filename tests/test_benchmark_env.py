@@ -34,6 +34,9 @@ def test_policy_benchmark_times_both_policies_first_layers_and_set_entries() -> 
         row = module.time_training("LinguisticParse-v0", policy, steps=256)
         assert row["policy"] == policy and row["steps"] >= 256 and row["steps_per_second"] > 0
         assert 0 < row["rollout_share"] < 1
+    # Other PPO settings replace the entry's: 16 steps per env make a rollout of 128 steps (1,024 with the entry's)
+    row = module.time_training("LinguisticParse-v0", "factored", steps=256, hyperparams={"n_steps": 16})
+    assert row["steps"] == 256 and row["hyperparams"] == {"n_steps": 16}
     # rl_zoo3's schedule strings (v1's "lin_1e-3") reach MaskablePPO as callables
     assert callable(module.zoo_settings("LinguisticParse-v1")[2]["learning_rate"])
     layer = module.time_first_layer("LinguisticParse-v0", batch_size=8, repeats=1)
