@@ -223,8 +223,9 @@ def evaluate_player(
         average; a sentence with no parse built counts its gold brackets as missed) and ``sentence_f1`` (the mean
         over sentences of their bracket F1, 0 with no parse); ``by_length``: for each sentence length (a string key,
         in order), that length's ``n_sentences``, ``success_rate``, ``attempts``, ``attempts_per_min_actions`` and
-        ``dead_end_share``; with rules as columns, ``by_rule_kind``: for each :func:`rule_kind` of the cells attempted,
-        their ``attempt_share`` (of all actions) and ``dead_end_share`` (of those actions)
+        ``dead_end_share``, and with trees its tree metrics; with rules as columns, ``by_rule_kind``: for each
+        :func:`rule_kind` of the cells attempted, their ``attempt_share`` (of all actions) and ``dead_end_share`` (of
+        those actions)
     """
     if len(sentences) == 0:
         raise ValueError("evaluate_player needs at least one sentence")
@@ -271,6 +272,7 @@ def evaluate_player(
         first_parses.append(first_parse)
     solved = np.array(successes)
     attempts_arr, ratios_arr = np.array(attempts, dtype=float), np.array(ratios)
+    gold_trees = [s.tree for s in sentences] if with_trees else None  # type: ignore[union-attr]
     result = {
         "n_sentences": len(sentences),
         "success_rate": float(solved.mean()),
@@ -280,7 +282,9 @@ def evaluate_player(
         "solved_attempts_per_min_actions": float(ratios_arr[solved].mean()) if solved.any() else None,
         "chart_share": float(n_matched / attempts_arr.sum()),
         "dead_end_share": float(sum(dead_ends) / attempts_arr.sum()),
-        "by_length": _by_length(np.array(lengths), solved, attempts_arr, ratios_arr, np.array(dead_ends)),
+        "by_length": _by_length(
+            np.array(lengths), solved, attempts_arr, ratios_arr, np.array(dead_ends), gold_trees, first_parses
+        ),
     }
     if kinds is not None:
         result["by_rule_kind"] = {
@@ -291,25 +295,40 @@ def evaluate_player(
             for kind in RULE_KINDS
             if kind_attempts[kind]
         }
-    if with_trees:
-        result.update(_tree_metrics([s.tree for s in sentences], first_parses))  # type: ignore[union-attr]
+    if gold_trees is not None:
+        result.update(_tree_metrics(gold_trees, first_parses))
     return result
 
 
 def _by_length(
-    lengths: np.ndarray, solved: np.ndarray, attempts: np.ndarray, ratios: np.ndarray, dead_ends: np.ndarray
+    lengths: np.ndarray,
+    solved: np.ndarray,
+    attempts: np.ndarray,
+    ratios: np.ndarray,
+    dead_ends: np.ndarray,
+    gold_trees: list[str] | None,
+    parses: list[str | None],
 ) -> dict[str, dict[str, float]]:
-    """The summary of :func:`evaluate_player` for each sentence length, from one value per sentence."""
+    """
+    The summary of :func:`evaluate_player` for each sentence length, from one value per sentence.
+
+    :param gold_trees: the sentences' trees (``None``: none given), to add each length's :func:`_tree_metrics` of the
+        first complete ``parses``
+    """
     summary = {}
     for length in np.unique(lengths):
         of = lengths == length
-        summary[str(length)] = {
+        row = {
             "n_sentences": int(of.sum()),
             "success_rate": float(solved[of].mean()),
             "attempts": float(attempts[of].mean()),
             "attempts_per_min_actions": float(ratios[of].mean()),
             "dead_end_share": float(dead_ends[of].sum() / attempts[of].sum()),
         }
+        if gold_trees is not None:
+            indices = np.flatnonzero(of)
+            row.update(_tree_metrics([gold_trees[i] for i in indices], [parses[i] for i in indices]))
+        summary[str(length)] = row
     return summary
 
 

@@ -70,13 +70,16 @@ def _length_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     for split, players in results.items():
         for name, m in players.items():
             if name.startswith("agent"):
+                trees = "exact_match" in m
                 lines += [
                     f"\n{name}, {split}, by sentence length",
-                    f"{'tokens':>6} {'n':>5} {'success':>8} {'att/min':>8} {'dead ends':>10}",
+                    f"{'tokens':>6} {'n':>5} {'success':>8} {'att/min':>8} {'dead ends':>10}"
+                    + (f" {'exact':>7} {'F1':>7}" if trees else ""),
                 ]
                 lines += [
                     f"{length:>6} {row['n_sentences']:>5} {row['success_rate']:>8.1%} "
                     f"{row['attempts_per_min_actions']:>8.3f} {row['dead_end_share']:>10.1%}"
+                    + (f" {row['exact_match']:>7.1%} {row['bracket_f1']:>7.1%}" if trees else "")
                     for length, row in m["by_length"].items()
                 ]
                 if "by_rule_kind" in m:

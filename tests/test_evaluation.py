@@ -372,6 +372,21 @@ def test_viterbi_player_builds_the_most_probable_tree(pcfg_trees):
     assert random["bracket_f1"] < against_sampled["bracket_f1"]
 
 
+def test_by_length_scores_the_trees_of_each_length_as_a_corpus_of_its_own(pcfg_trees):
+    env = gym.make(
+        "LinguisticParse-v0", grammar="english_pcfg", sentences=[" ".join(t.tokens) for t in pcfg_trees], split="all"
+    )
+    by_length = evaluate_player(env, ViterbiPlayer(), pcfg_trees)["by_length"]
+    lengths = sorted({len(t.tokens) for t in pcfg_trees})
+    assert list(by_length) == [str(n) for n in lengths]
+    tree_keys = ("parsed", "exact_match", "bracket_precision", "bracket_recall", "bracket_f1", "sentence_f1")
+    for length in lengths:
+        alone = evaluate_player(env, ViterbiPlayer(), [t for t in pcfg_trees if len(t.tokens) == length])
+        assert {key: by_length[str(length)][key] for key in tree_keys} == {key: alone[key] for key in tree_keys}
+    # not every length is scored alike: the sampled tree is not always the most probable one
+    assert len({row["exact_match"] for row in by_length.values()}) > 1
+
+
 def test_baseline_players_add_viterbi_for_weighted_grammars_only():
     assert "Viterbi parse" not in baseline_players(RuleSet.builtin("english"))
     players = baseline_players(RuleSet.builtin("english_pcfg"), seed=5)
